@@ -1,0 +1,86 @@
+"""Records what a run's report needs, at every evaluation: the accuracy curve, the training
+time spent so far (evaluation excluded), and the activation probe of Fig. 1(b, c)."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import pytorch_lightning as pl
+import torch
+
+from bnbench.keys import VAL_ACC
+
+log = logging.getLogger("bnbench")
+
+QUANTILES = (0.15, 0.50, 0.85)  # Fig. 1(b, c): the 15th, 50th and 85th percentiles
+
+
+def unit_quantiles(activations: torch.Tensor) -> torch.Tensor:
+    """(3, units): QUANTILES of each unit (channel) over the batch (and positions)."""
+    per_unit = activations.transpose(0, 1).flatten(1).float()
+    q = torch.tensor(QUANTILES, device=per_unit.device)
+    return torch.quantile(per_unit, q, dim=1)
+
+
+class RunTracker(pl.Callback):
+    """Curves and timing, plus a progress line per evaluation when no progress bar is shown.
+
+    `probe_batch`: a fixed batch of inputs; at every evaluation the model (in eval mode) runs
+    on it and the input to the nonlinearity at `model.probe_point` is summarised per unit.
+    """
+
+    def __init__(self, label: str, probe_batch: torch.Tensor | None = None, progress_lines: bool = False):
+        self.label, self.probe_batch, self.progress_lines = label, probe_batch, progress_lines
+        self.curve: dict[str, list] = {"step": [], "acc": [], "train_s": [], "loss": []}
+        self.probe: list[list[list[float]]] = []
+        self.eval_s = 0.0
+        self._t0 = self._v0 = 0.0
+
+    @staticmethod
+    def _sync(pl_module) -> None:
+        if pl_module.device.type == "cuda":
+            torch.cuda.synchronize(pl_module.device)
+
+    def on_train_start(self, trainer, pl_module):
+        self._sync(pl_module)
+        self._t0 = time.perf_counter()
+
+    def on_validation_start(self, trainer, pl_module):
+        self._sync(pl_module)
+        self._v0 = time.perf_counter()
+
+    @property
+    def train_s(self) -> float:
+        return time.perf_counter() - self._t0 - self.eval_s if self._t0 else 0.0
+
+    def on_validation_end(self, trainer, pl_module):
+        if trainer.sanity_checking or trainer.state.fn != "fit":
+            return
+        acc = round(float(trainer.callback_metrics[VAL_ACC]), 6)  # float32 noise off
+        if self.probe_batch is not None:
+            self.probe.append(self._probe(pl_module).tolist())
+        self._sync(pl_module)
+        self.eval_s += time.perf_counter() - self._v0
+        loss = pl_module.last_loss
+        step = trainer.global_step
+        for key, value in (("step", step), ("acc", acc), ("train_s", self.train_s),
+                           ("loss", float(loss) if loss is not None else None)):
+            self.curve[key].append(value)
+        if self.progress_lines:
+            log.info("[%s] step %d/%d  acc %.4f  loss %.4f  train %.0fs  eval %.0fs", self.label, step,
+                     trainer.max_steps, acc, self.curve["loss"][-1] or float("nan"), self.train_s, self.eval_s)
+
+    @torch.no_grad()
+    def _probe(self, pl_module) -> torch.Tensor:
+        model = pl_module.model
+        seen = []
+        handle = model.probe_point.register_forward_hook(lambda m, i, out: seen.append(out))
+        was_training = model.training
+        model.eval()
+        try:
+            model(self.probe_batch.to(pl_module.device))
+        finally:
+            handle.remove()
+            model.train(was_training)
+        return unit_quantiles(seen[0])

@@ -1,0 +1,1 @@
+"""Data: in-memory IDX datasets (MNIST, Fashion-MNIST), ImageFolder, orderings, distortions."""

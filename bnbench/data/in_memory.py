@@ -1,0 +1,155 @@
+"""MNIST-format datasets (MNIST, Fashion-MNIST) held in memory as tensors.
+
+The whole training set lives in one tensor (on the training device once the Trainer is
+attached) and batches are cut from it by index: no per-sample collation, which is what makes
+a DataLoader the bottleneck for a model as small as the paper's MLP.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, IterableDataset
+
+from bnbench.data.idx import find_idx, read_idx
+from bnbench.data.ordering import MODES, epoch_order
+from bnbench.errors import ConfigError, DataError
+
+SPLITS = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+
+def locate_files(name: str, root: str | None, install_hint: str) -> dict[str, tuple[Path, Path]]:
+    """Paths of the four IDX files, or a DataError saying where we looked and how to get them."""
+    if root is None:
+        raise DataError(f"data={name} needs data.root: a folder holding the four IDX files. {install_hint}")
+    folder = Path(root).expanduser()
+    found = {}
+    for split, stems in SPLITS.items():
+        paths = tuple(find_idx(folder, stem) for stem in stems)
+        for stem, path in zip(stems, paths):
+            if path is None:
+                raise DataError(
+                    f"data file not found: {folder / stem}(.gz) (data={name}, data.root={folder}). {install_hint}"
+                )
+        found[split] = paths
+    return found
+
+
+def load_split(images: Path, labels: Path, binarize: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images as float32 (N, 1, 28, 28) in [0, 1] (or {0, 1} when binarized), labels as int64."""
+    x = read_idx(images, expect_ndim=3)
+    y = read_idx(labels, expect_ndim=1)
+    if len(x) != len(y):
+        raise DataError(f"data files disagree: {images} has {len(x)} images, {labels} has {len(y)} labels")
+    # Sec. 4.1 feeds "binary images"; the paper does not say how they were binarised. We
+    # threshold at half intensity.
+    x = (x >= 128).float() if binarize else x.float().div_(255.0)
+    return x.unsqueeze(1), y.long()
+
+
+class BatchStream(IterableDataset):
+    """Full mini-batches of one epoch, in the order `shuffle` prescribes (drop-last).
+
+    The epoch counter advances on every pass, so each epoch gets its own order from
+    (seed, epoch): the same seed reproduces the same sequence of batches.
+    """
+
+    def __init__(self, images, labels, batch_size: int, shuffle: str, num_shards: int, seed: int):
+        self.images, self.labels = images, labels
+        self.batch_size, self.shuffle, self.num_shards, self.seed = batch_size, shuffle, num_shards, seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.labels) // self.batch_size
+
+    def order(self, epoch: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+        return epoch_order(self.shuffle, len(self.labels), self.num_shards, g)
+
+    def __iter__(self):
+        order = self.order(self.epoch).to(self.images.device)
+        self.epoch += 1
+        for idx in order[: len(self) * self.batch_size].view(len(self), self.batch_size):
+            yield self.images[idx], self.labels[idx]
+
+
+class Chunks(IterableDataset):
+    """The evaluation set in consecutive chunks (every example exactly once)."""
+
+    def __init__(self, images, labels, chunk: int):
+        self.images, self.labels, self.chunk = images, labels, chunk
+
+    def __len__(self) -> int:
+        return -(-len(self.labels) // self.chunk)
+
+    def __iter__(self):
+        for i in range(0, len(self.labels), self.chunk):
+            yield self.images[i : i + self.chunk], self.labels[i : i + self.chunk]
+
+
+class IDXDataModule(pl.LightningDataModule):
+    """MNIST or Fashion-MNIST from local IDX files; evaluation on the 10,000-image test set."""
+
+    num_classes = 10
+    in_shape = (1, 28, 28)
+    channels = 1
+
+    def __init__(
+        self,
+        name: str,
+        root: str | None,
+        batch_size: int,
+        eval_batch_size: int = 2000,
+        binarize: bool = False,
+        shuffle: str = "global",
+        num_shards: int = 60,
+        seed: int = 0,
+        install_hint: str = "",
+    ):
+        super().__init__()
+        if batch_size < 1:
+            raise ConfigError(f"data.batch_size must be >= 1, got {batch_size}")
+        if shuffle not in MODES:
+            raise ConfigError(f"shuffle mode must be one of {MODES}, got {shuffle!r}")
+        if num_shards < 1:
+            raise ConfigError(f"data.num_shards must be >= 1, got {num_shards}")
+        self.name, self.root, self.binarize = name, root, binarize
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.shuffle, self.num_shards, self.seed = shuffle, num_shards, seed
+        self.install_hint = install_hint
+        self.files = locate_files(name, root, install_hint)
+        self.train_set: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.test_set: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is None:
+            self.train_set = load_split(*self.files["train"], self.binarize)
+            self.test_set = load_split(*self.files["test"], self.binarize)
+
+    def _on_device(self) -> None:
+        """Move the tensors to the training device once, so batches are cut where they are used."""
+        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+        if self.train_set[0].device != device:
+            self.train_set = tuple(t.to(device) for t in self.train_set)
+            self.test_set = tuple(t.to(device) for t in self.test_set)
+
+    def train_dataloader(self) -> DataLoader:
+        self.setup()
+        self._on_device()
+        stream = BatchStream(*self.train_set, self.batch_size, self.shuffle, self.num_shards, self.seed)
+        return DataLoader(stream, batch_size=None)
+
+    def val_dataloader(self) -> DataLoader:
+        self.setup()
+        self._on_device()
+        return DataLoader(Chunks(*self.test_set, self.eval_batch_size), batch_size=None)
+
+    def fixed_batch(self, n: int) -> torch.Tensor:
+        """The first n test images: the fixed batch the activation probe looks at."""
+        self.setup()
+        return self.test_set[0][:n]

@@ -1,0 +1,1 @@
+"""Normalization layers and the factory that models use to build them."""

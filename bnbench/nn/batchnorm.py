@@ -1,0 +1,83 @@
+"""Batch Normalization as the paper defines it (Sec. 3, Algorithms 1 and 2).
+
+Training (Alg. 1), per feature over the m values of a mini-batch (for convolutions, over the
+batch and every spatial position, Sec. 3.2, so m' = m * p * q):
+
+    mu_B  = mean(x)            var_B = mean((x - mu_B)^2)      (biased)
+    x_hat = (x - mu_B) / sqrt(var_B + eps)                     y = gamma * x_hat + beta
+
+Autograd differentiates these same operations, which gives the gradients of Sec. 3.
+
+Inference uses one fixed affine map (Alg. 2, step 11)
+
+    y = gamma / sqrt(Var + eps) * x + (beta - gamma * E[x] / sqrt(Var + eps))
+
+with E[x], Var[x] held in `running_mean`, `running_var`. How they are estimated:
+
+* momentum = a float: an exponential moving average in **PyTorch's convention**
+      running = (1 - momentum) * running + momentum * batch_statistic
+  so momentum=0.1 weighs the newest batch by 0.1. (TensorFlow/Keras call the weight of the
+  *old* value "momentum": their 0.99 is 0.01 here. Mixing the two up is a classic bug.)
+* momentum = None: a cumulative average over every batch seen since the last reset. After
+  K batches of size m this is Alg. 2 exactly: E[x] = E_B[mu_B] and
+  Var[x] = E_B[m/(m-1) var_B], because each batch contributes its unbiased variance.
+  `bnbench.nn.population` uses this to estimate population statistics after training.
+
+Both conventions match `torch.nn.BatchNorm*d`, so the two implementations are
+interchangeable (`norm.impl=torch|bnbench`).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class BatchNorm(nn.Module):
+    """Batch Normalization over dimension 1 of (N, C) or (N, C, *spatial) inputs."""
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1):
+        super().__init__()
+        if momentum is not None and not 0.0 < momentum <= 1.0:
+            raise ValueError(f"momentum must be in (0, 1] (PyTorch convention) or None, got {momentum}")
+        self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        self.weight = nn.Parameter(torch.ones(num_features))  # gamma
+        self.bias = nn.Parameter(torch.zeros(num_features))  # beta
+        self.register_buffer("running_mean", torch.zeros(num_features))
+        self.register_buffer("running_var", torch.ones(num_features))
+        self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
+
+    def reset_running_stats(self) -> None:
+        self.running_mean.zero_()
+        self.running_var.fill_(1.0)
+        self.num_batches_tracked.zero_()
+
+    def _shape(self, x: torch.Tensor) -> tuple[int, ...]:
+        return (1, self.num_features) + (1,) * (x.dim() - 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = self._shape(x)
+        if not self.training:
+            # Alg. 2, step 11: a fixed affine map.
+            scale = self.weight * torch.rsqrt(self.running_var + self.eps)
+            shift = self.bias - self.running_mean * scale
+            return x * scale.view(shape) + shift.view(shape)
+
+        dims = [0, *range(2, x.dim())]
+        m = x.numel() // self.num_features
+        if m < 2:
+            raise ValueError(
+                f"BatchNorm needs more than one value per feature in training (got a batch of shape "
+                f"{tuple(x.shape)}): the variance of a single value is zero"
+            )
+        var_b, mu_b = torch.var_mean(x, dim=dims, unbiased=False)
+        with torch.no_grad():
+            self.num_batches_tracked += 1
+            w = 1.0 / self.num_batches_tracked.item() if self.momentum is None else self.momentum
+            self.running_mean.lerp_(mu_b, w)
+            self.running_var.lerp_(var_b * (m / (m - 1)), w)
+        scale = self.weight * torch.rsqrt(var_b + self.eps)
+        return (x - mu_b.view(shape)) * scale.view(shape) + self.bias.view(shape)
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"

@@ -1,0 +1,47 @@
+"""`norm_layer` factories: the one place a norm config turns into modules (timm's create_norm).
+
+Models call ``norm_layer(num_features, spatial)`` wherever the paper puts BN: after the
+linear map or convolution, before the nonlinearity (Sec. 3). ``norm=none`` gives no factory
+at all, and the model keeps the layer biases that BN's beta would otherwise replace.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import nn
+
+from bnbench.errors import ConfigError
+from bnbench.nn.batchnorm import BatchNorm
+
+NormLayer = Callable[[int, bool], nn.Module]
+IMPLS = ("torch", "bnbench")
+INFERENCE = ("ema", "population")
+
+
+def create_norm(kind: str, impl: str = "torch", eps: float = 1e-5, momentum: float = 0.1, **_) -> NormLayer | None:
+    """A factory for the layers of `norm.kind` (none | batch), or None for no normalization.
+
+    Keys of the norm config that concern inference (`inference`, `population_batches`) are
+    read by the training entry point, not here.
+    """
+    if kind == "none":
+        return None
+    if kind != "batch":
+        raise ConfigError(f"norm.kind must be 'none' or 'batch', got {kind!r}")
+    if impl not in IMPLS:
+        raise ConfigError(f"norm.impl must be one of {IMPLS}, got {impl!r}")
+    if not 0.0 < momentum <= 1.0:
+        raise ConfigError(f"norm.momentum must be in (0, 1] (PyTorch convention: weight of the new batch), got {momentum}")
+
+    def norm_layer(num_features: int, spatial: bool = False) -> nn.Module:
+        if impl == "bnbench":
+            return BatchNorm(num_features, eps=eps, momentum=momentum)
+        cls = nn.BatchNorm2d if spatial else nn.BatchNorm1d
+        return cls(num_features, eps=eps, momentum=momentum)
+
+    return norm_layer
+
+
+def is_batch_norm(module: nn.Module) -> bool:
+    return isinstance(module, (BatchNorm, nn.modules.batchnorm._BatchNorm))

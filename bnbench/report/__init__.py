@@ -1,0 +1,1 @@
+"""Reports: pure functions of a launch directory's records (tables, figures, claim verdicts)."""

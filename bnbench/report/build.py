@@ -1,0 +1,208 @@
+"""`bnbench report`: a launch directory's records -> report.md, runs.csv and PNG figures.
+
+A pure function of the records and the launch's study.json: rerunning it gives the same
+files. Nothing here is edited by hand.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+from bnbench.errors import ConfigError
+from bnbench.report import plots
+from bnbench.report.claims import evaluate
+from bnbench.report.drift import drift_summary
+from bnbench.report.summary import VariantSummary, cell_of, geo_mean, mean_sd, summarize
+from bnbench.results.store import STUDY, read_json, read_records, write_text_atomic
+from bnbench.study.spec import StudySpec
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{x * 100:.2f}"
+
+
+def _mean_sd_pct(xs: list) -> str:
+    ms = mean_sd(xs)
+    if ms is None:
+        return "n/a"
+    return f"{ms[0] * 100:.2f}" + (f" ± {ms[1] * 100:.2f}" if len([x for x in xs if x is not None]) > 1 else "")
+
+
+def _steps(xs: list) -> str:
+    """Median steps over seeds that reached the target, with the count that did."""
+    got = sorted(x for x in xs if x is not None)
+    if not got:
+        return f"never (0/{len(xs)})"
+    med = got[len(got) // 2] if len(got) % 2 else (got[len(got) // 2 - 1] + got[len(got) // 2]) / 2
+    text = f"{med:,.0f}"
+    if len(got) > 1:
+        text += f" [{got[0]:,}–{got[-1]:,}]"
+    return text + (f" ({len(got)}/{len(xs)} reached)" if len(got) < len(xs) else "")
+
+
+def _ratio(xs: list) -> str:
+    got = sorted(x for x in xs if x is not None)
+    if not got:
+        return "–"
+    g = geo_mean(got)
+    return f"{g:.2f}x" + (f" [{got[0]:.2f}–{got[-1]:.2f}]" if len(got) > 1 else "")
+
+
+def _seconds(xs: list) -> str:
+    got = sorted(x for x in xs if x is not None)
+    if not got:
+        return "–"
+    return f"{got[len(got) // 2]:,.0f} s"
+
+
+def _status(s: VariantSummary) -> str:
+    return ", ".join(f"{n} {k}" for k, n in s.statuses().items())
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "n/a"
+    h, rest = divmod(int(round(seconds)), 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h {m:02d}m {s:02d}s" if h else f"{m}m {s:02d}s"
+
+
+def runs_csv(records: list[dict], grid_keys: list[str]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    targets = sorted({t for r in records for t in r["steps_to_target"]}, key=float)
+    w.writerow(["variant", "seed", *grid_keys, "status", "steps", "diverged_at", "best_acc", "best_step",
+                "final_acc", *(f"steps_to_{t}" for t in targets), "train_s", "wall_s", "run_id"])
+    for r in records:
+        w.writerow([r["variant"], r["seed"], *cell_of(r, grid_keys), r["status"], r["steps"], r["diverged_at"],
+                    r["best_acc"], r["best_step"], r["final_acc"], *(r["steps_to_target"].get(t) for t in targets),
+                    f"{r['train_s']:.1f}", f"{r['wall_s']:.1f}", r["run_id"]])
+    return buf.getvalue()
+
+
+def build_report(launch_dir: Path, out_dir: Path | None = None, out_root: Path = Path("reports")) -> Path:
+    launch_dir = Path(launch_dir)
+    meta_path = launch_dir / STUDY
+    if not meta_path.is_file():
+        raise ConfigError(f"{launch_dir} is not a study launch (no {STUDY}); run `bnbench study <name>` first")
+    meta = read_json(meta_path)
+    records = read_records(launch_dir)
+    if not records:
+        raise ConfigError(f"no finished runs under {launch_dir}")
+    spec_raw = meta["spec"]
+    spec = StudySpec(name=meta["study"], path=Path(meta["spec_path"]), description=str(spec_raw.get("description", "")).strip(),
+                     seeds=meta["seeds"], variants=spec_raw["variants"], grid=spec_raw.get("grid") or {},
+                     reference=spec_raw.get("reference"), claims=spec_raw.get("claims") or [])
+    out = Path(out_dir) if out_dir else Path(out_root) / spec.name
+    out.mkdir(parents=True, exist_ok=True)
+    keys = list(spec.grid)
+    cells = summarize(records, list(spec.variants), spec.reference, spec.cells())
+
+    figures = [plots.accuracy_curves(cells, keys, out / "accuracy.png", f"{spec.name}: held-out accuracy")]
+    probe_variants = [v for v in spec.variants if any(r.record["curves"].get("probe") for bv in cells.values() for r in bv.get(v, VariantSummary(v)).rows)]
+    fig = plots.sigmoid_inputs(cells, keys, out / "sigmoid_inputs.png", probe_variants)
+    if fig:
+        figures.append(fig)
+
+    md = _render(spec, meta, records, cells, keys, figures, launch_dir)
+    write_text_atomic(out / "report.md", md)
+    write_text_atomic(out / "runs.csv", runs_csv(records, keys))
+    return out / "report.md"
+
+
+def _render(spec, meta, records, cells, keys, figures, launch_dir) -> str:
+    env = records[0]["env"]
+    git = env["git"]
+    sha = (git["sha"] or "unknown")[:10] + (" (uncommitted changes)" if git.get("dirty") else "")
+    started = meta.get("started")
+    finished = meta.get("finished")
+    from bnbench.cli import STUDY_DEFAULTS
+
+    hidden = set(STUDY_DEFAULTS)
+    user = [a for a in meta.get("arguments", []) if a not in hidden and not a.startswith("study.launch=")]
+    command = "bnbench study " + " ".join([spec.name, *user])
+    steps = sorted({r["max_steps"] for r in records})
+    L = [f"# Study `{spec.name}`", ""]
+    if spec.description:
+        L += [spec.description, ""]
+    L += [
+        "*Generated by `bnbench report` from the run records; do not edit by hand.*",
+        "",
+        f"- Command: `{command.strip()}`",
+        f"- Runs: {len(records)} ({len(spec.variants)} variants × {len(spec.cells())} grid cell(s) × seeds {meta['seeds']}), "
+        f"{' / '.join(f'{s:,}' for s in steps)} steps each",
+        f"- Launch: `{meta['launch']}`, started {started}, finished {finished or 'not recorded'}; "
+        f"study wall time {_duration(meta.get('wall_s'))}",
+        f"- Launcher: {_launcher(meta)}",
+        f"- Code: commit {sha}; torch {env['packages']['torch']}, Lightning {env['packages']['pytorch-lightning']}, "
+        f"on {env['device']} ({env['device_name']}, {env['torch_threads']} torch thread(s) per run)",
+        "",
+    ]
+    ref = spec.reference
+    for cell, by_variant in cells.items():
+        heading = plots.cell_title(keys, cell)
+        L += [f"## Results: {heading}" if keys else "## Results", ""]
+        if ref:
+            targets = [r.target for r in by_variant[ref].rows if r.target is not None]
+            L += [f"Target: `{ref}`'s best held-out accuracy, per seed ({', '.join(_pct(t) + '%' for t in targets) or 'n/a'}). "
+                  "Steps to target: median over seeds [range]; speed-up: geometric mean over seeds of "
+                  f"`{ref}`'s steps / the variant's steps, paired by seed [range]. Accuracies in %, mean ± sd over seeds.", ""]
+        rows = []
+        for name, s in by_variant.items():
+            rows.append([f"`{name}`", s.n, _status(s), _steps(s.values("steps")) if ref else "–",
+                         _ratio(s.values("ratio")) if ref else "–", _seconds(s.values("seconds")) if ref else "–",
+                         _mean_sd_pct(s.field("best_acc")), _mean_sd_pct(s.field("final_acc"))])
+        L += [_table(["variant", "runs", "status", f"steps to `{ref}`'s best", "speed-up", "train time to target",
+                      "best acc", "final acc"], rows), ""]
+        drift_rows = []
+        for name, s in by_variant.items():
+            ds = [drift_summary(r.record["curves"].get("probe")) for r in s.rows]
+            ds = [d for d in ds if d]
+            if ds:
+                drift_rows.append([f"`{name}`", f"{sum(d['shift'] for d in ds) / len(ds):.3f}",
+                                   f"{sum(d['spread_ratio'] for d in ds) / len(ds):.2f}"])
+        if drift_rows:
+            L += ["Sigmoid inputs of the last hidden layer (Fig. 1b, c), over the fixed probe batch: the median's shift "
+                  "from the first to the last evaluation in units of the initial 15th–85th percentile spread, and the "
+                  "spread's final/initial ratio (median over units, mean over seeds).", "",
+                  _table(["variant", "median shift", "spread ratio"], drift_rows), ""]
+        if spec.claims:
+            L += ["### The paper's claims, as observed", "",
+                  _table(["claim", "rule", "observed", "verdict"],
+                         [[c.get("claim", ""), f"`{c.get('rule')}`", *evaluate(c, by_variant, ref)] for c in spec.claims]),
+                  "", "Rules: `bnbench/report/claims.py` (holds = every seed agrees, does not hold = none does).", ""]
+    L += ["## Figures", ""]
+    L += [f"![{f.stem}]({f.name})" for f in figures] + [""]
+    L += ["## Runs", "", "Every run, also in `runs.csv`. `best step`: first evaluation at the best accuracy.", "",
+          _table(["variant", "seed", *keys, "status", "steps", "best acc", "best step", "final acc", "train s", "run id"],
+                 [[f"`{r['variant']}`", r["seed"], *[str(x) for x in _cell(r, keys)], r["status"], f"{r['steps']:,}",
+                   _pct(r["best_acc"]), f"{r['best_step']:,}" if r["best_step"] is not None else "–",
+                   _pct(r["final_acc"]), f"{r['train_s']:.0f}", f"`{r['run_id']}`"] for r in records]), ""]
+    L += [f"Records: `{_relative(launch_dir)}`.", ""]
+    return "\n".join(L)
+
+
+def _cell(record, keys):
+    return cell_of(record, keys)
+
+
+def _launcher(meta: dict) -> str:
+    launcher = meta.get("launcher") or {}
+    target = str(launcher.get("_target_", "")).rsplit(".", 1)[-1] or "unknown"
+    n_jobs = launcher.get("n_jobs")
+    return f"{target}" + (f" (n_jobs={n_jobs})" if n_jobs is not None else "")
+
+
+def _relative(path: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)

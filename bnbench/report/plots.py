@@ -1,0 +1,96 @@
+"""The paper's figures, rebuilt from records (matplotlib, Agg backend, PNG)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from bnbench.report.drift import as_array, shift_over_time, typical_unit  # noqa: E402
+from bnbench.report.summary import VariantSummary  # noqa: E402
+
+COLORS = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+
+
+def cell_title(keys: list[str], cell: tuple) -> str:
+    return ", ".join(f"{k}={v}" for k, v in zip(keys, cell)) or "all runs"
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+def accuracy_curves(cells: dict, keys: list[str], path: Path, title: str) -> Path:
+    """Fig. 1(a) / Fig. 2: held-out accuracy vs training steps; mean over seeds, band = min..max."""
+    fig, axes = plt.subplots(1, len(cells), figsize=(6 * len(cells), 4.2), squeeze=False)
+    for ax, (cell, by_variant) in zip(axes[0], cells.items()):
+        for i, (name, summary) in enumerate(by_variant.items()):
+            color = COLORS[i % len(COLORS)]
+            recs = [r.record for r in summary.rows if r.record["curves"]["step"]]
+            if not recs:
+                continue
+            lengths = {len(r["curves"]["step"]) for r in recs}
+            if len(lengths) == 1:  # mean over seeds, band = min..max
+                steps = np.asarray(recs[0]["curves"]["step"])
+                acc = np.asarray([r["curves"]["acc"] for r in recs], dtype=float)
+                ax.plot(steps, acc.mean(0), color=color, label=f"{name} (n={len(recs)})")
+                if len(recs) > 1:
+                    ax.fill_between(steps, acc.min(0), acc.max(0), color=color, alpha=0.2, lw=0)
+            else:  # runs of different lengths (a divergence): one thin line each
+                for k, r in enumerate(recs):
+                    ax.plot(r["curves"]["step"], r["curves"]["acc"], color=color, lw=0.8,
+                            label=f"{name} (n={len(recs)})" if k == 0 else None)
+            for r in recs:  # mark where a run diverged
+                if r["status"] == "diverged":
+                    ax.plot(r["curves"]["step"][-1], r["curves"]["acc"][-1], "x", color=color, ms=8)
+        ax.set_title(cell_title(keys, cell))
+        ax.set_xlabel("training steps")
+        ax.set_ylabel("held-out accuracy")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right", fontsize=8)
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def sigmoid_inputs(cells: dict, keys: list[str], path: Path, variants: list[str]) -> Path | None:
+    """Fig. 1(b, c): the 15th/50th/85th percentiles of one typical last-hidden-layer sigmoid
+    input over training (first seed), and below, over all units, the median's shift from its
+    first value in units of the initial spread (median over units, band = 25th..75th)."""
+    rows = [(cell, name, s) for cell, bv in cells.items() for name, s in bv.items()
+            if name in variants and s.rows and s.rows[0].record["curves"].get("probe")]
+    if not rows:
+        return None
+    fig, axes = plt.subplots(2, len(rows), figsize=(4.2 * len(rows), 6.4), squeeze=False)
+    shared = None
+    for j, (cell, name, summary) in enumerate(rows):
+        rec = summary.rows[0].record
+        p = as_array(rec["curves"]["probe"])
+        steps = np.asarray(rec["curves"]["step"][: len(p)])
+        u = typical_unit(p)
+        ax = axes[0, j]
+        for k, (q, style) in enumerate(zip(rec["curves"]["probe_quantiles"], ("--", "-", "--"))):
+            ax.plot(steps, p[:, k, u], style, color="k", lw=1.2, label=f"{q * 100:.0f}th pct")
+        ax.set_title(f"{name}, {cell_title(keys, cell)}\nunit {u} (seed {rec['seed']})", fontsize=9)
+        ax.set_xlabel("training steps")
+        ax.set_ylabel("input to sigmoid")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        shift = shift_over_time(p)
+        ax = axes[1, j]
+        ax.plot(steps, np.median(shift, 1), color="C0")
+        ax.fill_between(steps, np.percentile(shift, 25, 1), np.percentile(shift, 75, 1), color="C0", alpha=0.25, lw=0)
+        ax.set_xlabel("training steps")
+        ax.set_ylabel("|median shift| / initial spread\n(all units)")
+        ax.grid(alpha=0.3)
+        shared = ax if shared is None else shared
+        ax.sharey(shared)
+    return _save(fig, path)

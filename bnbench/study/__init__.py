@@ -1,0 +1,1 @@
+"""Studies: ablations/<name>.yaml -> the jobs of one Hydra multirun, and their launch records."""

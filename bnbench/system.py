@@ -1,0 +1,86 @@
+"""The Lightning system: loss, optimizer, schedule, metrics. The network itself is a plain
+nn.Module passed in (bnbench.models), as Lightning's style guide keeps them apart."""
+
+from __future__ import annotations
+
+import math
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from bnbench.keys import LR, TRAIN_LOSS, VAL_ACC
+from bnbench.recipe import Recipe
+
+
+def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """L2 on weight matrices and kernels only (ndim > 1); biases and BN's gamma/beta are exempt."""
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    rest = [p for p in model.parameters() if p.ndim <= 1]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
+
+
+class Classifier(pl.LightningModule):
+    """Cross-entropy classification with SGD and an exponentially decaying learning rate.
+
+    Divergence: every `check_every` steps the training loss is checked; a non-finite loss or
+    one above `max_loss` nats (chance is ln(classes): 2.3 for 10, 6.9 for 1000) stops the
+    run, and `diverged_at` holds the step.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        recipe: Recipe,
+        num_classes: int,
+        distortion: nn.Module | None = None,
+        max_loss: float = 100.0,
+        check_every: int = 10,
+    ):
+        super().__init__()
+        self.model, self.recipe, self.distortion = model, recipe, distortion
+        self.max_loss, self.check_every = max_loss, check_every
+        self.val_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
+        self.diverged_at: int | None = None
+        self.last_loss: torch.Tensor | None = None
+
+    def forward(self, x):
+        return self.model(x)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx):
+        if self.distortion is not None and self.trainer.training:
+            x, y = batch
+            batch = (self.distortion(x), y)
+        return batch
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = F.cross_entropy(self.model(x), y)
+        self.last_loss = loss.detach()
+        step = self.global_step
+        if step % self.check_every == 0:
+            value = loss.item()
+            if not math.isfinite(value) or value > self.max_loss:
+                self.diverged_at = step
+                self.trainer.should_stop = True
+        if (step + 1) % self.trainer.log_every_n_steps == 0:
+            self.log(TRAIN_LOSS, self.last_loss)
+            self.log(LR, self.lr_schedulers().get_last_lr()[0])
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        self.val_acc.update(self.model(x), y)
+        self.log(VAL_ACC, self.val_acc, on_step=False, on_epoch=True)
+
+    def configure_optimizers(self):
+        r = self.recipe
+        optimizer = torch.optim.SGD(
+            parameter_groups(self.model, r.weight_decay), lr=r.lr, momentum=r.momentum, nesterov=r.nesterov
+        )
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: r.decay_gamma ** (step / r.decay_every)
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}

@@ -1,0 +1,198 @@
+"""One training run: compose -> build -> fit -> record.
+
+`run(cfg)` is the Hydra task function behind `bnbench train` and every job of a study.
+Problems with the input (config values, data files) raise BnbenchError from `build` before
+anything is written. A run that starts always ends with a record: completed, diverged
+(non-finite or exploding loss), or failed (an exception, re-raised after the record).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import TQDMProgressBar
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate, to_absolute_path
+from omegaconf import DictConfig, OmegaConf
+
+from bnbench.callbacks.tracker import QUANTILES, RunTracker
+from bnbench.data.distort import build_distortion
+from bnbench.errors import ConfigError
+from bnbench.loggers import build_logger, finish_logger
+from bnbench.nn.norm import INFERENCE, create_norm
+from bnbench.nn.population import estimate_population_statistics
+from bnbench.recipe import Recipe, resolve_recipe
+from bnbench.results.env import fingerprint, git_state
+from bnbench.results.store import SCHEMA_VERSION, write_run
+from bnbench.results.targets import reach_table
+from bnbench.system import Classifier
+
+log = logging.getLogger("bnbench")
+
+# Keys that do not change what a run computes, left out of its identity.
+IDENTITY_EXCLUDES = ("paths", "logger", "study", "run.threads", "trainer.enable_progress_bar")
+
+
+@dataclass
+class Parts:
+    recipe: Recipe
+    datamodule: pl.LightningDataModule
+    system: Classifier
+
+
+def build(cfg: DictConfig) -> Parts:
+    """Everything a run needs but the Trainer; raises BnbenchError on bad input."""
+    recipe = resolve_recipe(cfg)
+    norm = cfg.norm
+    if norm.inference not in INFERENCE:
+        raise ConfigError(f"norm.inference must be one of {INFERENCE}, got {norm.inference!r}")
+    if norm.kind == "batch" and cfg.data.batch_size < 2:
+        raise ConfigError(
+            f"norm=batch needs data.batch_size >= 2, got {cfg.data.batch_size}: "
+            "the statistics of a one-example batch are undefined (var_B = 0)"
+        )
+    norm_layer = create_norm(**norm)
+    datamodule = instantiate(cfg.data, shuffle=recipe.shuffle, seed=cfg.seed)
+    model = instantiate(
+        cfg.model, in_shape=datamodule.in_shape, num_classes=datamodule.num_classes,
+        norm_layer=norm_layer, dropout=recipe.dropout, lrn=recipe.lrn,
+    )
+    distortion = build_distortion(datamodule.channels, recipe.brightness, recipe.contrast, recipe.saturation, recipe.hue)
+    system = Classifier(model, recipe, datamodule.num_classes, distortion, cfg.run.max_loss, cfg.run.check_every)
+    return Parts(recipe, datamodule, system)
+
+
+def run_identity(cfg: DictConfig) -> str:
+    """A run's id: a hash of its resolved config (minus IDENTITY_EXCLUDES) and code version."""
+    tree = OmegaConf.to_container(cfg, resolve=False)
+    for key in IDENTITY_EXCLUDES:
+        *parents, leaf = key.split(".")
+        node = tree
+        for p in parents:
+            node = node.get(p, {})
+        node.pop(leaf, None)
+    resolved = OmegaConf.to_container(OmegaConf.create(tree), resolve=True)
+    blob = json.dumps({"config": resolved, "code": git_state()["sha"]}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def choices() -> dict:
+    """The Hydra group choices of this job (data, model, norm, the seven toggles, ...)."""
+    if not HydraConfig.initialized():
+        return {}
+    return {k: v for k, v in HydraConfig.get().runtime.choices.items() if not k.startswith("hydra/")}
+
+
+def accuracy(model: torch.nn.Module, batches) -> float:
+    model.eval()
+    correct = total = 0
+    with torch.no_grad():
+        for x, y in batches:
+            correct += (model(x).argmax(1) == y).sum().item()
+            total += len(y)
+    return correct / total
+
+
+def quiet_lightning() -> None:
+    """Lightning's per-fit banners (GPU available, tips) and warnings that do not apply here
+    (in-memory batch streams; on-device distortions in the module by design), repeated by
+    every job of a study. The record keeps the device."""
+    logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*`IterableDataset` has `__len__` defined.*")
+    warnings.filterwarnings("ignore", message=".*overridden `on_after_batch_transfer`.*")
+    warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\)` is deprecated.*")
+
+
+def run(cfg: DictConfig) -> dict:
+    quiet_lightning()
+    if cfg.run.threads:
+        torch.set_num_threads(cfg.run.threads)  # joblib's workers are reused: set it every job
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    parts = build(cfg)
+    run_id = run_identity(cfg)
+    label = f"{cfg.study.variant or 'run'}_s{cfg.seed}"
+    run_dir = Path(to_absolute_path(cfg.paths.results)) / cfg.study.name / cfg.study.launch / f"{label}_{run_id}"
+    output_dir = Path(HydraConfig.get().runtime.output_dir) if HydraConfig.initialized() else run_dir
+    model = parts.system.model
+    probe = parts.datamodule.fixed_batch(cfg.run.probe_batch) if hasattr(model, "probe_point") else None
+    bar = cfg.trainer.enable_progress_bar
+    bar = sys.stderr.isatty() if bar is None else bar  # null: a bar on a terminal, else log lines
+    tracker = RunTracker(label, probe, progress_lines=not bar)
+    callbacks = [tracker, TQDMProgressBar(refresh_rate=25)] if bar else [tracker]
+    logger = build_logger(cfg, run_id, choices(), output_dir)
+    trainer = instantiate(cfg.trainer, logger=logger or False, callbacks=callbacks,
+                          enable_progress_bar=bar, default_root_dir=str(output_dir))
+
+    started = datetime.now(timezone.utc)
+    t0 = time.perf_counter()
+    status, error, final_acc_ema, population_batches = "completed", None, None, None
+    final_acc = None
+    try:
+        trainer.fit(parts.system, datamodule=parts.datamodule)
+        if parts.system.diverged_at is not None:
+            status = "diverged"
+        elif tracker.curve["acc"]:
+            final_acc = tracker.curve["acc"][-1]
+            if cfg.norm.kind == "batch" and cfg.norm.inference == "population":
+                # Alg. 2: replace the moving averages by population statistics, then evaluate.
+                final_acc_ema = final_acc
+                population_batches = estimate_population_statistics(
+                    model, iter(parts.datamodule.train_dataloader()), cfg.norm.population_batches)
+                final_acc = accuracy(model, parts.datamodule.val_dataloader())
+    except Exception as e:
+        status, error = "failed", f"{type(e).__name__}: {e}"
+        raise
+    finally:
+        wall_s = time.perf_counter() - t0
+        curve = tracker.curve
+        accs = [a for a in curve["acc"] if a is not None]
+        best = max(range(len(accs)), key=accs.__getitem__) if accs else None
+        targets = list(cfg.run.targets)
+        record = {
+            "schema": SCHEMA_VERSION,
+            "run_id": run_id,
+            "status": status,
+            "error": error,
+            "study": cfg.study.name,
+            "launch": cfg.study.launch,
+            "variant": cfg.study.variant,
+            "seed": cfg.seed,
+            "choices": choices(),
+            "overrides": list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else [],
+            "recipe": parts.recipe.as_dict(),
+            "num_classes": parts.datamodule.num_classes,
+            "steps": trainer.global_step,
+            "max_steps": trainer.max_steps,
+            "diverged_at": parts.system.diverged_at,
+            "best_acc": accs[best] if accs else None,
+            "best_step": curve["step"][best] if accs else None,
+            "final_acc": final_acc,
+            "final_acc_ema": final_acc_ema,
+            "population_batches": population_batches,
+            "targets": targets,
+            "steps_to_target": reach_table(curve["step"], curve["acc"], targets),
+            "time_to_target": reach_table(curve["train_s"], curve["acc"], targets),
+            "train_s": tracker.train_s,
+            "eval_s": tracker.eval_s,
+            "wall_s": wall_s,
+            "started": started.isoformat(timespec="seconds"),
+            "env": fingerprint(parts.system.device),
+            "config": OmegaConf.to_container(cfg, resolve=True),
+            "output_dir": str(output_dir),
+        }
+        curves = {**curve, "probe_quantiles": list(QUANTILES), "probe": tracker.probe}
+        path = write_run(run_dir, record, curves)
+        finish_logger(logger, record, failed=status == "failed")
+        log.info("[%s] %s after %d steps: best acc %s, wall %.0fs -> %s", label, status, record["steps"],
+                 f"{record['best_acc']:.4f}" if accs else "n/a", wall_s, path)
+    return record

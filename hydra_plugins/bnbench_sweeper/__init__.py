@@ -1,0 +1,1 @@
+"""Hydra plugin: the `study` sweeper (hydra/sweeper=study) for bnbench's studies."""

@@ -1,0 +1,94 @@
+"""A Hydra sweeper that runs a bnbench study: an explicit list of jobs, not a cartesian product.
+
+Hydra's basic sweeper crosses every swept key with every other; a study's variants are
+heterogeneous override sets (add-one-in, leave-one-out), so this sweeper takes the job list
+from the study file (bnbench.study.spec) and hands it to whichever launcher is configured
+(joblib on one machine, submitit on a cluster).
+
+Before launching it composes and builds every job (no training), so a bad key, value or data
+file fails the whole study at once with one line, before anything runs. Failed or diverged
+jobs do not stop the others; each leaves its record. The launch itself is recorded in
+<paths.results>/<study>/<launch>/study.json.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, List, Optional
+
+from hydra.core.utils import JobStatus
+from hydra.plugins.sweeper import Sweeper
+from hydra.utils import to_absolute_path
+from omegaconf import OmegaConf
+
+log = logging.getLogger("bnbench")
+
+
+class StudySweeper(Sweeper):
+    def __init__(self, study: str, seeds: Optional[List[int]] = None):
+        self.study_name = study
+        self.seeds = list(seeds) if seeds is not None else None
+        self.config = self.launcher = self.hydra_context = None
+
+    def setup(self, *, hydra_context, task_function, config) -> None:
+        from hydra.core.plugins import Plugins
+
+        self.hydra_context, self.config = hydra_context, config
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task_function, config=config
+        )
+
+    def sweep(self, arguments: List[str]) -> Any:
+        from bnbench.results.store import STUDY, write_json_atomic
+        from bnbench.study.spec import load_study, override_key
+        from bnbench.train import build
+
+        spec = load_study(self.study_name)
+        launch = next((a.split("=", 1)[1] for a in arguments if override_key(a) == "study.launch"),
+                      datetime.now().strftime("%Y-%m-%d_%H-%M-%S"))
+        jobs = spec.jobs(launch, self.seeds, arguments)
+
+        tic = time.perf_counter()
+        loader = self.hydra_context.config_loader
+        for overrides in jobs:  # compose and build each job: fail fast, before anything runs
+            build(loader.load_sweep_config(self.config, list(overrides)))
+        log.info("study %s: %d jobs checked in %.1fs", spec.name, len(jobs), time.perf_counter() - tic)
+
+        results = Path(to_absolute_path(self.config.paths.results)) / spec.name / launch
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        meta = {
+            "study": spec.name,
+            "spec": spec.raw,
+            "spec_path": str(spec.path),
+            "launch": launch,
+            "command": sys.argv,
+            "arguments": list(arguments),
+            "seeds": self.seeds if self.seeds is not None else spec.seeds,
+            "jobs": jobs,
+            "launcher": OmegaConf.to_container(self.config.hydra.launcher, resolve=True),
+            "sweep_dir": str(sweep_dir),
+            "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "finished": None,
+        }
+        write_json_atomic(results / STUDY, meta)
+
+        t0 = time.perf_counter()
+        returns = self.launcher.launch(jobs, initial_job_idx=0)
+        failed = [r for r in returns if r.status != JobStatus.COMPLETED]
+        for r in failed:
+            log.error("job failed: %s: %s", " ".join(r.overrides), r._return_value)
+        meta.update(
+            finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            wall_s=time.perf_counter() - t0,
+            failed_jobs=[list(r.overrides) for r in failed],
+        )
+        write_json_atomic(results / STUDY, meta)
+        log.info("study %s: %d jobs done in %.0fs (%d failed); results in %s",
+                 spec.name, len(jobs), meta["wall_s"], len(failed), results)
+        return [returns]
