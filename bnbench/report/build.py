@@ -147,6 +147,12 @@ def _render(spec, meta, records, cells, keys, figures, launch_dir) -> str:
         "",
     ]
     ref = spec.reference
+    if len(cells) > 1:
+        L += ["## Overview", "", "Best held-out accuracy (%, mean ± sd over seeds) per grid cell and variant.", "",
+              _table([", ".join(keys), *[f"`{v}`" for v in spec.variants]],
+                     [[plots.cell_title(keys, cell).split("=", 1)[-1] if len(keys) == 1 else plots.cell_title(keys, cell),
+                       *[_mean_sd_pct(bv[v].field("best_acc")) if v in bv else "–" for v in spec.variants]]
+                      for cell, bv in cells.items()]), ""]
     for cell, by_variant in cells.items():
         heading = plots.cell_title(keys, cell)
         L += [f"## Results: {heading}" if keys else "## Results", ""]
