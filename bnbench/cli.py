@@ -26,7 +26,11 @@ STUDY_DEFAULTS = ["hydra/launcher=joblib", "run.threads=1", "trainer.enable_prog
 
 def _one_line(e: BaseException) -> str:
     """Hydra and OmegaConf errors span lines (options lists, search paths): fold them."""
-    text = str(e).split("\nConfig search path")[0]
+    text = str(e)
+    if "Original Traceback" in text:  # re-raised from a DataLoader worker: keep the worker's message
+        last = [line for line in text.splitlines() if line.strip()][-1]
+        text = last.split("Error: ", 1)[-1] if "Error: " in last else last
+    text = text.split("\nConfig search path")[0]
     m = re.search(r"Available options in '([^']+)':(.*)", text, re.S)
     if m:
         options = ", ".join(m.group(2).split())

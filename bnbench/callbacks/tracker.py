@@ -36,6 +36,7 @@ class RunTracker(pl.Callback):
         self.probe: list[list[list[float]]] = []
         self.eval_s = 0.0
         self._t0 = self._v0 = 0.0
+        self._next_line = 0  # progress lines about every 10% of the run
 
     @staticmethod
     def _sync(pl_module) -> None:
@@ -67,7 +68,8 @@ class RunTracker(pl.Callback):
         for key, value in (("step", step), ("acc", acc), ("train_s", self.train_s),
                            ("loss", float(loss) if loss is not None else None)):
             self.curve[key].append(value)
-        if self.progress_lines:
+        if self.progress_lines and step >= self._next_line:
+            self._next_line = step + max(trainer.max_steps // 10, 1)
             log.info("[%s] step %d/%d  acc %.4f  loss %.4f  train %.0fs  eval %.0fs", self.label, step,
                      trainer.max_steps, acc, self.curve["loss"][-1] or float("nan"), self.train_s, self.eval_s)
 

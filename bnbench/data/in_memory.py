@@ -130,6 +130,9 @@ class IDXDataModule(pl.LightningDataModule):
         if self.train_set is None:
             self.train_set = load_split(*self.files["train"], self.binarize)
             self.test_set = load_split(*self.files["test"], self.binarize)
+            if self.batch_size > len(self.train_set[1]):
+                raise ConfigError(f"data.batch_size={self.batch_size} exceeds the {len(self.train_set[1])} "
+                                  f"training examples of {self.files['train'][0]}")
 
     def _on_device(self) -> None:
         """Move the tensors to the training device once, so batches are cut where they are used."""

@@ -18,7 +18,7 @@ MODES = ("shard", "within_shard", "global")
 
 def shard_bounds(n: int, num_shards: int) -> list[tuple[int, int]]:
     """Contiguous [start, stop) ranges splitting n stored examples into num_shards shards."""
-    edges = torch.linspace(0, n, num_shards + 1).round().long().tolist()
+    edges = [i * n // num_shards for i in range(num_shards + 1)]
     return list(zip(edges[:-1], edges[1:]))
 
 

@@ -74,8 +74,9 @@ class BatchNorm(nn.Module):
         with torch.no_grad():
             self.num_batches_tracked += 1
             w = 1.0 / self.num_batches_tracked.item() if self.momentum is None else self.momentum
-            self.running_mean.lerp_(mu_b, w)
-            self.running_var.lerp_(var_b * (m / (m - 1)), w)
+            # Under autocast x may be bf16/fp16; the estimates stay in the buffers' dtype.
+            self.running_mean.lerp_(mu_b.to(self.running_mean.dtype), w)
+            self.running_var.lerp_((var_b * (m / (m - 1))).to(self.running_var.dtype), w)
         scale = self.weight * torch.rsqrt(var_b + self.eps)
         return (x - mu_b.view(shape)) * scale.view(shape) + self.bias.view(shape)
 

@@ -31,8 +31,11 @@ def create_norm(kind: str, impl: str = "torch", eps: float = 1e-5, momentum: flo
         raise ConfigError(f"norm.kind must be 'none' or 'batch', got {kind!r}")
     if impl not in IMPLS:
         raise ConfigError(f"norm.impl must be one of {IMPLS}, got {impl!r}")
-    if not 0.0 < momentum <= 1.0:
+    if not isinstance(momentum, (int, float)) or not 0.0 < momentum <= 1.0:
         raise ConfigError(f"norm.momentum must be in (0, 1] (PyTorch convention: weight of the new batch), got {momentum}")
+
+    if not isinstance(eps, (int, float)) or not eps > 0:
+        raise ConfigError(f"norm.eps must be > 0, got {eps!r}")
 
     def norm_layer(num_features: int, spatial: bool = False) -> nn.Module:
         if impl == "bnbench":

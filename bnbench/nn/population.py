@@ -20,14 +20,16 @@ from bnbench.nn.norm import is_batch_norm
 def estimate_population_statistics(model: nn.Module, batches: Iterable, num_batches: int) -> int:
     """Replace every BN layer's running statistics by Alg. 2's averages over `num_batches`.
 
-    `batches` yields (x, y) or x; returns how many batches were used. The model's training
-    flag and each layer's momentum are restored afterwards.
+    `batches` yields (x, y) or x; returns how many batches were used (0 leaves the layers'
+    statistics as they were). Every module's training flag and each layer's momentum are
+    restored afterwards.
     """
     layers = [m for m in model.modules() if is_batch_norm(m)]
     if not layers:
         return 0
-    was_training = model.training
+    modes = {m: m.training for m in model.modules()}
     momenta = [m.momentum for m in layers]
+    saved = [(m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone()) for m in layers]
     for m in layers:
         m.reset_running_stats()
         m.momentum = None
@@ -44,5 +46,11 @@ def estimate_population_statistics(model: nn.Module, batches: Iterable, num_batc
     finally:
         for m, momentum in zip(layers, momenta):
             m.momentum = momentum
-        model.train(was_training)
+        for m, training in modes.items():
+            m.training = training
+        if used == 0:  # nothing to average: keep the statistics the layers had
+            for m, (mean, var, count) in zip(layers, saved):
+                m.running_mean.copy_(mean)
+                m.running_var.copy_(var)
+                m.num_batches_tracked.copy_(count)
     return used

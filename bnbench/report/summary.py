@@ -112,7 +112,8 @@ def _pair_with_reference(by_variant: dict[str, VariantSummary], ref: VariantSumm
             curve, ref_curve = row.record["curves"], ref_rec["curves"]
             row.steps = first_reaching(curve["step"], curve["acc"], row.target)
             row.seconds = first_reaching(curve["train_s"], curve["acc"], row.target)
-            if row.steps:
-                row.ratio = first_reaching(ref_curve["step"], ref_curve["acc"], row.target) / row.steps
+            if row.steps is not None:
+                ref_steps = first_reaching(ref_curve["step"], ref_curve["acc"], row.target)
+                row.ratio = ref_steps / row.steps if row.steps else None
                 ref_seconds = first_reaching(ref_curve["train_s"], ref_curve["acc"], row.target)
-                row.time_ratio = ref_seconds / row.seconds if row.seconds else None
+                row.time_ratio = ref_seconds / row.seconds if row.seconds and ref_seconds is not None else None

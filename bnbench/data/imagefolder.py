@@ -1,0 +1,313 @@
+"""ImageNet (or any dataset in the ImageFolder layout) decoded from image files on the fly.
+
+Sec. 4.2 trains Inception and BN-Inception on ImageNet's 1.28M training images with
+mini-batches of 32 per device. That set does not fit in memory as tensors the way MNIST does
+(bnbench/data/in_memory.py), so examples are decoded from JPEG per step by several
+DataLoader worker processes.
+
+Layout: `<root>/train/<class>/<images>` and `<root>/val/<class>/<images>`. A class's index is
+the sorted position of its folder name among the training folders; validation folders must
+be a subset of them.
+
+Training examples get a random-resized crop and a horizontal flip (the usual Inception
+preprocessing; the paper names neither). Photometric distortions (Sec. 4.2.1, modification
+7) are not applied here: the LightningModule applies them batched on the device. Evaluation
+resizes the shorter side and takes the center crop.
+
+The sorted training list is the "stored order": shuffle=shard reads contiguous shards of it
+in their stored order, as a sharded input pipeline does (Sec. 4.2.1, modification 6).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from bnbench.data.ordering import MODES, epoch_order
+from bnbench.errors import ConfigError, DataError
+
+SPLITS = ("train", "val")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".pgm", ".bmp", ".tif", ".tiff", ".webp")
+
+# Random-resized crop (Inception's preprocessing): area fraction and aspect-ratio range.
+CROP_SCALE = (0.08, 1.0)
+CROP_RATIO = (3 / 4, 4 / 3)
+CROP_TRIES = 10
+
+
+# --- Finding the files (cheap: directory listings only, nothing is decoded) ---------------
+
+
+def class_folders(split_dir: Path) -> list[str]:
+    """Sorted names of the class folders of one split (hidden folders skipped)."""
+    names = sorted(e.name for e in os.scandir(split_dir) if e.is_dir() and not e.name.startswith("."))
+    if not names:
+        raise DataError(f"no class folders in {split_dir} (expected {split_dir}/<class>/<images>)")
+    return names
+
+
+def image_names(class_dir: Path) -> list[str]:
+    """Sorted file names of the images in one class folder (other files ignored)."""
+    return sorted(
+        e.name for e in os.scandir(class_dir)
+        if e.is_file() and e.name.lower().endswith(IMAGE_EXTENSIONS) and not e.name.startswith(".")
+    )
+
+
+def scan_split(
+    split_dir: Path, classes: list[str], folders: list[str], allow_empty: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Paths (relative to split_dir) and class indices of a split's images, sorted by class
+    then file name: the split's stored order."""
+    index = {name: i for i, name in enumerate(classes)}
+    paths, labels = [], []
+    for name in folders:
+        names = image_names(split_dir / name)
+        if not names and not allow_empty:
+            raise DataError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {split_dir / name}")
+        paths += [os.fsencode(os.path.join(name, f)) for f in names]
+        labels += [index[name]] * len(names)
+    if not paths:
+        raise DataError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in any class folder of {split_dir}")
+    # Numpy arrays rather than lists of Python strings: worker processes read every entry, and
+    # touching Python objects in a forked worker copies the pages they live on (refcounts), so
+    # a 1.28M-entry list would be duplicated in every worker.
+    return np.array(paths, dtype=bytes), np.array(labels, dtype=np.int64)
+
+
+def locate_splits(name: str, root: str | None, install_hint: str) -> tuple[list[str], dict[str, Path]]:
+    """The training class names and the train/val folders, or a DataError naming the path."""
+    if root is None:
+        raise DataError(f"data={name} needs data.root: it must point at an ImageFolder directory. {install_hint}")
+    folder = Path(root).expanduser()
+    if not folder.is_dir():
+        raise DataError(f"data.root not found: {folder} (data={name}). {install_hint}")
+    dirs = {split: folder / split for split in SPLITS}
+    for split, path in dirs.items():
+        if not path.is_dir():
+            raise DataError(f"ImageFolder split not found: {path} (data={name}, data.root={folder}). {install_hint}")
+    return class_folders(dirs["train"]), dirs
+
+
+# --- Preprocessing (PIL in, float32 CHW in [0, 1] out) ------------------------------------
+
+
+def random_resized_crop(img: Image.Image, size: int, rng: np.random.Generator) -> Image.Image:
+    """A random crop of 8%-100% of the area and aspect ratio in [3/4, 4/3] (drawn
+    log-uniformly), resized to size x size; the center crop once CROP_TRIES draws miss."""
+    width, height = img.size
+    area = width * height
+    log_ratio = (math.log(CROP_RATIO[0]), math.log(CROP_RATIO[1]))
+    for _ in range(CROP_TRIES):
+        target = area * rng.uniform(*CROP_SCALE)
+        ratio = math.exp(rng.uniform(*log_ratio))
+        w = round(math.sqrt(target * ratio))
+        h = round(math.sqrt(target / ratio))
+        if 0 < w <= width and 0 < h <= height:
+            left = int(rng.integers(0, width - w + 1))
+            top = int(rng.integers(0, height - h + 1))
+            break
+    else:
+        # The whole image, trimmed to the nearest allowed aspect ratio.
+        w, h = width, height
+        if width / height < CROP_RATIO[0]:
+            h = round(width / CROP_RATIO[0])
+        elif width / height > CROP_RATIO[1]:
+            w = round(height * CROP_RATIO[1])
+        left, top = (width - w) // 2, (height - h) // 2
+    return img.resize((size, size), Image.BILINEAR, box=(left, top, left + w, top + h))
+
+
+def resize_center_crop(img: Image.Image, resize: int, size: int) -> Image.Image:
+    """Shorter side to `resize` (aspect kept), then the central size x size crop."""
+    width, height = img.size
+    if width <= height:
+        new = (resize, int(resize * height / width))
+    else:
+        new = (int(resize * width / height), resize)
+    img = img.resize(new, Image.BILINEAR)
+    left = int(round((new[0] - size) / 2))
+    top = int(round((new[1] - size) / 2))
+    return img.crop((left, top, left + size, top + size))
+
+
+def to_tensor(img: Image.Image) -> torch.Tensor:
+    """An RGB PIL image as float32 (3, H, W) in [0, 1]."""
+    return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1).float().div_(255.0)
+
+
+# --- Datasets and the training order ------------------------------------------------------
+
+
+class ImageFiles(Dataset):
+    """Images of one split, decoded on access."""
+
+    def __init__(self, split_dir: Path, paths: np.ndarray, labels: np.ndarray):
+        self.split_dir, self.paths, self.labels = split_dir, paths, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def load(self, i: int) -> Image.Image:
+        path = self.split_dir / os.fsdecode(self.paths[i])
+        try:
+            with Image.open(path) as img:
+                return img.convert("RGB")
+        except (OSError, ValueError, Image.DecompressionBombError) as e:
+            reason = " ".join(str(e).split()) or type(e).__name__
+            raise DataError(f"cannot read image {path}: {reason}") from e
+
+
+class TrainImages(ImageFiles):
+    """Augmented training examples, indexed by (epoch, index).
+
+    The random crop and flip of an example are drawn from a generator seeded with (seed,
+    epoch, index), not from a worker's global RNG: the same seed gives the same batches
+    whatever data.num_workers is.
+    """
+
+    def __init__(self, split_dir: Path, paths: np.ndarray, labels: np.ndarray, image_size: int, seed: int):
+        super().__init__(split_dir, paths, labels)
+        self.image_size, self.seed = image_size, seed
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, int]:
+        epoch, i = key
+        rng = np.random.default_rng([self.seed % 2**64, epoch, i])
+        img = random_resized_crop(self.load(i), self.image_size, rng)
+        if rng.random() < 0.5:
+            img = img.transpose(Image.FLIP_LEFT_RIGHT)
+        return to_tensor(img), int(self.labels[i])
+
+
+class EvalImages(ImageFiles):
+    """Validation examples, resized and center-cropped (deterministic)."""
+
+    def __init__(self, split_dir: Path, paths: np.ndarray, labels: np.ndarray, image_size: int, resize: int):
+        super().__init__(split_dir, paths, labels)
+        self.image_size, self.resize = image_size, resize
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return to_tensor(resize_center_crop(self.load(i), self.resize, self.image_size)), int(self.labels[i])
+
+
+class EpochSampler(Sampler):
+    """(epoch, index) keys of one epoch, in the order `shuffle` prescribes.
+
+    The epoch counter advances on every pass and Lightning sets it at each epoch start
+    (set_epoch), so each epoch's order comes from (seed, epoch), seeded as in_memory's
+    BatchStream: the same seed reproduces the same sequence of batches. The epoch travels
+    with the index because persistent workers hold their own copy of the dataset.
+    """
+
+    def __init__(self, n: int, shuffle: str, num_shards: int, seed: int):
+        self.n, self.shuffle, self.num_shards, self.seed = n, shuffle, num_shards, seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def order(self, epoch: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+        return epoch_order(self.shuffle, self.n, self.num_shards, g)
+
+    def __iter__(self):
+        epoch = self.epoch
+        self.epoch += 1
+        for i in self.order(epoch).tolist():
+            yield epoch, i
+
+
+# --- The data module ----------------------------------------------------------------------
+
+
+class ImageFolderDataModule(pl.LightningDataModule):
+    """An ImageFolder dataset (ImageNet for Sec. 4.2); evaluation on its val/ split."""
+
+    channels = 3
+
+    def __init__(
+        self,
+        name: str,
+        root: str | None,
+        batch_size: int,
+        eval_batch_size: int = 64,
+        num_workers: int = 4,
+        image_size: int = 224,
+        resize: int = 256,
+        shuffle: str = "global",
+        num_shards: int = 64,
+        seed: int = 0,
+        install_hint: str = "",
+    ):
+        super().__init__()
+        for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size),
+                           ("image_size", image_size), ("num_shards", num_shards)):
+            if value < 1:
+                raise ConfigError(f"data.{key} must be >= 1, got {value}")
+        if num_workers < 0:
+            raise ConfigError(f"data.num_workers must be >= 0, got {num_workers}")
+        if resize < image_size:
+            raise ConfigError(f"data.resize must be >= data.image_size ({image_size}), got {resize}")
+        if shuffle not in MODES:
+            raise ConfigError(f"data.shuffle must be one of {MODES}, got {shuffle!r}")
+        self.name, self.root = name, root
+        self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
+        self.image_size, self.resize = image_size, resize
+        self.shuffle, self.num_shards, self.seed = shuffle, num_shards, seed
+
+        self.classes, self.dirs = locate_splits(name, root, install_hint)
+        train_dir, val_dir = self.dirs["train"], self.dirs["val"]
+        val_folders = class_folders(val_dir)
+        unknown = sorted(set(val_folders) - set(self.classes))
+        if unknown:
+            raise DataError(f"{val_dir / unknown[0]}: class folder {unknown[0]!r} has no counterpart in {train_dir}")
+        # An empty training class would still take an output unit but never be trained.
+        self.train_files = scan_split(train_dir, self.classes, self.classes, allow_empty=False)
+        self.val_files = scan_split(val_dir, self.classes, val_folders, allow_empty=True)
+        n_train = len(self.train_files[1])
+        if n_train < batch_size:
+            raise DataError(f"{train_dir} has {n_train} images, fewer than data.batch_size={batch_size}")
+
+        self.num_classes = len(self.classes)
+        self.in_shape = (3, image_size, image_size)
+        self.train_set: TrainImages | None = None
+        self.val_set: EvalImages | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is None:
+            self.train_set = TrainImages(self.dirs["train"], *self.train_files, self.image_size, self.seed)
+            self.val_set = EvalImages(self.dirs["val"], *self.val_files, self.image_size, self.resize)
+
+    def train_sampler(self) -> EpochSampler:
+        return EpochSampler(len(self.train_files[1]), self.shuffle, self.num_shards, self.seed)
+
+    def train_dataloader(self) -> DataLoader:
+        self.setup()
+        return DataLoader(
+            self.train_set, batch_size=self.batch_size, sampler=self.train_sampler(),
+            num_workers=self.num_workers, drop_last=True,
+            persistent_workers=self.num_workers > 0, pin_memory=False,
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        self.setup()
+        return DataLoader(
+            self.val_set, batch_size=self.eval_batch_size, shuffle=False,
+            num_workers=self.num_workers, drop_last=False,
+            persistent_workers=self.num_workers > 0, pin_memory=False,
+        )
+
+    def fixed_batch(self, n: int) -> torch.Tensor:
+        """The first n validation images: the fixed batch the activation probe looks at."""
+        self.setup()
+        return torch.stack([self.val_set[i][0] for i in range(min(n, len(self.val_set)))])

@@ -1,0 +1,100 @@
+"""Every option of every config group composes, builds and runs a forward pass."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.errors import HydraException
+from hydra.utils import instantiate
+from omegaconf.errors import OmegaConfBaseException
+
+from bnbench.cli import CONF_DIR
+from bnbench.train import build
+from conftest import compose
+
+GROUPS = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir() and p.name not in ("hydra", "recipe"))
+OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF_DIR / g).glob("*.yaml"))]
+
+
+def extra_overrides(group: str, option: str, tiny: Path, folder: Path) -> list[str]:
+    """Companion choices an option needs (its data, or a model where the toggle matters)."""
+    if (group, option) in (("data", "imagenet"), ("model", "bn_inception")):
+        return ["data=imagenet", "model=bn_inception", f"data.root={folder}", "data.image_size=32",
+                "data.resize=36", "data.num_workers=0", "recipe.batch_size=4"]
+    overrides = [f"data.root={tiny}"]
+    if group not in ("model", "experiment", "data"):
+        overrides.append("model=inception_mini")  # where LRN, dropout and distortions exist
+    return overrides
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory) -> Path:
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("imagefolder")
+    g = torch.Generator().manual_seed(0)
+    for split, n in (("train", 4), ("val", 2)):
+        for c in ("cat", "dog"):
+            (root / split / c).mkdir(parents=True)
+            for i in range(n):
+                pixels = torch.randint(0, 256, (40, 48, 3), generator=g, dtype=torch.uint8).numpy()
+                Image.fromarray(pixels).save(root / split / c / f"{i}.jpg")
+    return root
+
+
+def test_every_group_has_options():
+    assert {"data", "model", "norm", "lr", "dropout", "l2", "lr_decay", "lrn", "shuffle", "distort",
+            "trainer", "logger", "experiment"} <= set(GROUPS)
+    assert len(OPTIONS) >= 30
+
+
+@pytest.mark.parametrize("group,option", OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
+def test_option_composes_and_instantiates(group, option, tiny_data, tiny_folder):
+    overrides = [f"{group}={option}", *extra_overrides(group, option, tiny_data, tiny_folder)]
+    if group == "experiment":
+        overrides = [o for o in overrides if not o.startswith("model=")]
+    cfg = compose(overrides)
+    parts = build(cfg)
+    trainer = instantiate(cfg.trainer, logger=False, enable_progress_bar=False, callbacks=[])
+    assert trainer.max_steps == cfg.recipe.steps
+    parts.datamodule.setup()
+    x, y = next(iter(parts.datamodule.train_dataloader()))
+    assert len(x) == cfg.data.batch_size
+    parts.system.model.eval()
+    with torch.no_grad():
+        logits = parts.system.model(x)
+    assert logits.shape == (len(x), parts.datamodule.num_classes)
+    assert torch.isfinite(logits).all()
+
+
+@pytest.mark.parametrize("recipe", sorted(p.stem for p in (CONF_DIR / "recipe").glob("*.yaml")))
+def test_every_recipe_is_reachable(recipe):
+    """A recipe is picked as <data>_<model>: both parts must be options of their groups."""
+    data_options = {p.stem for p in (CONF_DIR / "data").glob("*.yaml")}
+    model_options = {p.stem for p in (CONF_DIR / "model").glob("*.yaml")}
+    assert any(recipe == f"{d}_{m}" for d in data_options for m in model_options), recipe
+
+
+def test_pair_without_recipe_names_the_missing_recipe():
+    with pytest.raises(HydraException, match="recipe/fashion_mnist_bn_inception"):
+        compose(["model=bn_inception"])
+
+
+@pytest.mark.parametrize("override", ["seed=abc", "recipe.lr=fast", "run.eval_every=1.5", "recipe.typo=1",
+                                      "trainer.not_a_key=1"])
+def test_schema_rejects_bad_types_and_unknown_keys(override):
+    with pytest.raises((HydraException, OmegaConfBaseException)):
+        compose([override])
+
+
+def test_experiment_picks_options_and_command_line_wins(tiny_data):
+    cfg = compose(["experiment=bn_x5", "model=mlp", f"data.root={tiny_data}"])
+    assert cfg.model._target_.endswith("MLP")  # the command line beats the experiment's choice
+    assert cfg.norm.kind == "batch" and cfg.lr.scale == 5.0 and cfg.shuffle.mode == "within_shard"
+
+
+def test_user_can_override_trainer_keys():
+    cfg = compose(["trainer.max_steps=123", "trainer.val_check_interval=7"])
+    assert cfg.trainer.max_steps == 123 and cfg.trainer.val_check_interval == 7

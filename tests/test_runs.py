@@ -1,0 +1,132 @@
+"""Real runs through the real CLI: records, W&B offline, divergence, failure, studies."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bnbench.results.store import read_records
+from conftest import FASHION_ROOT, compose, needs_fashion, records_under, run_cli
+from wandb_log import summary_and_run
+
+REQUIRED = {"run_id", "status", "seed", "choices", "steps", "best_acc", "final_acc", "steps_to_target",
+            "time_to_target", "wall_s", "train_s", "eval_s", "env", "config", "recipe", "targets"}
+
+
+def only_record(root: Path) -> dict:
+    paths = records_under(root)
+    assert len(paths) == 1, paths
+    return json.loads(paths[0].read_text())
+
+
+@needs_fashion
+def test_short_real_run_on_fashion_mnist_writes_record_and_offline_wandb_run(tmp_path):
+    proc = run_cli("train", "norm=batch", "trainer.max_steps=300", "run.eval_every=100",
+                   "run.targets=[0.5,0.99]", "seed=3", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rec = only_record(tmp_path / "results")
+    assert REQUIRED <= set(rec)
+    assert rec["status"] == "completed" and rec["steps"] == 300 and rec["seed"] == 3
+    assert rec["choices"]["data"] == "fashion_mnist" and rec["choices"]["norm"] == "batch"
+    assert rec["config"]["data"]["root"] == str(FASHION_ROOT)
+    assert 0.5 < rec["best_acc"] <= 1 and rec["final_acc"] is not None
+    assert rec["steps_to_target"]["0.5"] in (100, 200, 300) and rec["steps_to_target"]["0.99"] is None
+    assert 0 < rec["time_to_target"]["0.5"] <= rec["train_s"] < rec["wall_s"]
+    assert rec["env"]["packages"]["torch"] and rec["env"]["device"] == "cpu"
+    curves = json.loads((records_under(tmp_path / "results")[0].parent / "curves.json").read_text())
+    assert curves["step"] == [100, 200, 300]
+    assert len(curves["probe"]) == 3 and len(curves["probe"][0]) == 3 and len(curves["probe"][0][0]) == 100
+    # a real W&B run, offline, in the run's output directory, closed (wandb.finish ran)
+    runs = list((tmp_path / "outputs").rglob("offline-run-*/*.wandb"))
+    assert len(runs) == 1, runs
+    summary, run = summary_and_run(runs[0])
+    assert summary["best_acc"] == pytest.approx(rec["best_acc"]) and summary["status"] == "completed"
+    assert summary["steps_to_target"] == rec["steps_to_target"]
+    assert run["group"] == "adhoc" and run["exit_code"] == 0
+    assert {"choices", "recipe", "norm", "run_id"} <= run["config"]
+
+
+def test_logger_none_writes_no_wandb_files(tiny_data, tmp_path):
+    proc = run_cli("train", f"data.root={tiny_data}", "logger=none", "trainer.max_steps=20", "run.eval_every=10",
+                   cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert only_record(tmp_path / "results")["status"] == "completed"
+    assert not list(tmp_path.rglob("offline-run-*"))
+
+
+def test_divergence_ends_the_run_with_status_diverged(tiny_data, tmp_path):
+    proc = run_cli("train", f"data.root={tiny_data}", "logger=none", "model.activation=relu", "recipe.lr=1e6",
+                   "trainer.max_steps=200", "run.eval_every=50", "run.check_every=1", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rec = only_record(tmp_path / "results")
+    assert rec["status"] == "diverged" and rec["diverged_at"] is not None and rec["steps"] < 200
+    assert rec["final_acc"] is None
+
+
+def test_a_failing_run_leaves_a_failed_record_and_reraises(tiny_data, tmp_path, monkeypatch):
+    from bnbench.system import Classifier
+    from bnbench.train import run
+
+    def broken_step(self, batch, batch_idx):
+        raise RuntimeError("boom at step %d" % self.global_step)
+
+    monkeypatch.setattr(Classifier, "training_step", broken_step)
+    cfg = compose([f"data.root={tiny_data}", "logger=none", f"paths.results={tmp_path}", "trainer.max_steps=5"])
+    with pytest.raises(RuntimeError, match="boom"):
+        run(cfg)
+    rec = only_record(tmp_path)
+    assert rec["status"] == "failed" and "boom at step 0" in rec["error"]
+
+
+def test_population_inference_records_both_accuracies(tiny_data, tmp_path):
+    from bnbench.train import run
+
+    cfg = compose([f"data.root={tiny_data}", "logger=none", f"paths.results={tmp_path}", "norm=batch",
+                   "norm.impl=bnbench", "norm.inference=population", "norm.population_batches=5",
+                   "trainer.max_steps=40", "run.eval_every=20"])
+    rec = run(cfg)
+    assert rec["population_batches"] == 5
+    assert rec["final_acc_ema"] is not None and rec["final_acc"] is not None
+
+
+def test_hydra_multirun_with_the_basic_sweeper(tiny_data, tmp_path):
+    proc = run_cli("train", "-m", f"data.root={tiny_data}", "logger=none", "trainer.max_steps=20",
+                   "run.eval_every=10", "recipe.lr=0.1,0.3", "norm=none,batch", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    recs = [json.loads(p.read_text()) for p in records_under(tmp_path / "results")]
+    assert sorted((r["recipe"]["lr"], r["choices"]["norm"]) for r in recs) == [
+        (0.1, "batch"), (0.1, "none"), (0.3, "batch"), (0.3, "none")]
+
+
+def test_study_runs_variants_x_grid_x_seeds_with_joblib_and_writes_its_report(tiny_data, tmp_path):
+    study = tmp_path / "tiny.yaml"
+    study.write_text(
+        "description: tiny\nseeds: [0, 1]\nvariants:\n  plain: [experiment=mnist_baseline]\n"
+        "  bn: [experiment=mnist_bn]\ngrid:\n  recipe.lr: [0.5]\nreference: plain\n"
+        "claims:\n  - {claim: BN is faster, rule: faster, variant: bn}\n")
+    proc = run_cli("study", str(study), f"data.root={tiny_data}", "trainer.max_steps=60", "run.eval_every=20",
+                   "hydra.launcher.n_jobs=2", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    launches = list((tmp_path / "results" / "tiny").iterdir())
+    assert len(launches) == 1
+    recs = read_records(launches[0])
+    assert sorted((r["variant"], r["seed"]) for r in recs) == [("bn", 0), ("bn", 1), ("plain", 0), ("plain", 1)]
+    assert {r["study"] for r in recs} == {"tiny"}
+    assert all(r["env"]["torch_threads"] == 1 for r in recs)  # one thread per job
+    meta = json.loads((launches[0] / "study.json").read_text())
+    assert meta["finished"] and len(meta["jobs"]) == 4 and meta["failed_jobs"] == []
+    report = (tmp_path / "reports" / "tiny" / "report.md").read_text()
+    for text in ("`plain`", "`bn`", "speed-up", "BN is faster", "recipe.lr=0.5", "trainer.max_steps=60"):
+        assert text in report
+    assert (tmp_path / "reports" / "tiny" / "accuracy.png").stat().st_size > 1000
+    assert (tmp_path / "reports" / "tiny" / "sigmoid_inputs.png").exists()
+    # W&B: one offline run per job, grouped by the study, typed by the variant, each finished
+    runs = [summary_and_run(p) for p in (tmp_path / "outputs").rglob("offline-run-*/*.wandb")]
+    assert sorted(run["job_type"] for _, run in runs) == ["bn", "bn", "plain", "plain"]
+    assert {run["group"] for _, run in runs} == {"tiny"} and {run["exit_code"] for _, run in runs} == {0}
+    # the report is a pure function of the records: rebuilding gives the same text
+    again = run_cli("report", "tiny", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert (tmp_path / "reports" / "tiny" / "report.md").read_text() == report
