@@ -91,6 +91,7 @@ class RunConf:
     probe_batch: int = 1000
     max_loss: float = 100.0
     check_every: int = 10
+    channels_last: bool = False
 
 
 @dataclass

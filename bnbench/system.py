@@ -38,9 +38,11 @@ class Classifier(pl.LightningModule):
         distortion: nn.Module | None = None,
         max_loss: float = 100.0,
         check_every: int = 10,
+        channels_last: bool = False,
     ):
         super().__init__()
         self.model, self.recipe, self.distortion = model, recipe, distortion
+        self.channels_last = channels_last
         self.max_loss, self.check_every = max_loss, check_every
         self.val_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
         self.diverged_at: int | None = None
@@ -49,11 +51,17 @@ class Classifier(pl.LightningModule):
     def forward(self, x):
         return self.model(x)
 
+    def setup(self, stage: str) -> None:
+        if self.channels_last:  # NHWC: faster convolutions with tensor cores
+            self.model.to(memory_format=torch.channels_last)
+
     def on_after_batch_transfer(self, batch, dataloader_idx):
+        x, y = batch
         if self.distortion is not None and self.trainer.training:
-            x, y = batch
-            batch = (self.distortion(x), y)
-        return batch
+            x = self.distortion(x)
+        if self.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, y
 
     def training_step(self, batch, batch_idx):
         x, y = batch

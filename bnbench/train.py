@@ -68,7 +68,8 @@ def build(cfg: DictConfig) -> Parts:
         norm_layer=norm_layer, dropout=recipe.dropout, lrn=recipe.lrn,
     )
     distortion = build_distortion(datamodule.channels, recipe.brightness, recipe.contrast, recipe.saturation, recipe.hue)
-    system = Classifier(model, recipe, datamodule.num_classes, distortion, cfg.run.max_loss, cfg.run.check_every)
+    system = Classifier(model, recipe, datamodule.num_classes, distortion, cfg.run.max_loss, cfg.run.check_every,
+                        cfg.run.channels_last)
     return Parts(recipe, datamodule, system)
 
 

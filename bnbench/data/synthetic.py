@@ -1,0 +1,60 @@
+"""Random images and labels generated on the training device: throughput measurements only.
+
+Accuracy on this data means nothing; what it gives is images per second with the input
+pipeline out of the way (e.g. BN-Inception at 224x224 on a GPU, bf16, channels_last).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, IterableDataset
+
+from bnbench.data.ordering import MODES
+from bnbench.errors import ConfigError
+
+
+class RandomBatches(IterableDataset):
+    def __init__(self, shape: Sequence[int], num_classes: int, batch_size: int, batches: int, device, seed: int):
+        self.shape, self.num_classes, self.batch_size, self.batches = tuple(shape), num_classes, batch_size, batches
+        self.device, self.seed = device, seed
+
+    def __len__(self) -> int:
+        return self.batches
+
+    def __iter__(self):
+        g = torch.Generator(device=self.device).manual_seed(self.seed)
+        x = torch.rand((self.batch_size, *self.shape), generator=g, device=self.device)
+        y = torch.randint(0, self.num_classes, (self.batch_size,), generator=g, device=self.device)
+        for _ in range(self.batches):  # the same batch again: generation stays off the clock
+            yield x, y
+
+
+class SyntheticDataModule(pl.LightningDataModule):
+    def __init__(self, name: str, batch_size: int, in_shape: Sequence[int] = (3, 224, 224), num_classes: int = 1000,
+                 batches_per_epoch: int = 1000, eval_batches: int = 2, shuffle: str = "global", seed: int = 0,
+                 root: str | None = None):
+        super().__init__()
+        if batch_size < 1:
+            raise ConfigError(f"data.batch_size must be >= 1, got {batch_size}")
+        if shuffle not in MODES:
+            raise ConfigError(f"shuffle mode must be one of {MODES}, got {shuffle!r}")
+        self.name, self.batch_size, self.in_shape = name, batch_size, tuple(in_shape)
+        self.num_classes, self.channels = num_classes, self.in_shape[0]
+        self.batches_per_epoch, self.eval_batches, self.seed = batches_per_epoch, eval_batches, seed
+
+    def _device(self):
+        return self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(RandomBatches(self.in_shape, self.num_classes, self.batch_size, self.batches_per_epoch,
+                                        self._device(), self.seed), batch_size=None)
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(RandomBatches(self.in_shape, self.num_classes, self.batch_size, self.eval_batches,
+                                        self._device(), self.seed + 1), batch_size=None)
+
+    def fixed_batch(self, n: int) -> torch.Tensor:
+        return torch.rand((n, *self.in_shape), generator=torch.Generator().manual_seed(self.seed))
