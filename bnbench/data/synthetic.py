@@ -45,6 +45,9 @@ class SyntheticDataModule(pl.LightningDataModule):
         self.num_classes, self.channels = num_classes, self.in_shape[0]
         self.batches_per_epoch, self.eval_batches, self.seed = batches_per_epoch, eval_batches, seed
 
+    def setup(self, stage: str | None = None) -> None:
+        """Nothing to load: batches are generated where they are used."""
+
     def _device(self):
         return self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
 
