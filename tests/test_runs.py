@@ -105,7 +105,7 @@ def test_study_runs_variants_x_grid_x_seeds_with_joblib_and_writes_its_report(ti
     study.write_text(
         "description: tiny\nseeds: [0, 1]\nvariants:\n  plain: [experiment=mnist_baseline]\n"
         "  bn: [experiment=mnist_bn]\ngrid:\n  recipe.lr: [0.5]\nreference: plain\n"
-        "claims:\n  - {claim: BN is faster, rule: faster, variant: bn}\n")
+        "contrasts:\n  - [bn, plain]\nclaims:\n  - {claim: BN is faster, rule: faster, variant: bn}\n")
     proc = run_cli("study", str(study), f"data.root={tiny_data}", "trainer.max_steps=60", "run.eval_every=20",
                    "hydra.launcher.n_jobs=2", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -118,7 +118,8 @@ def test_study_runs_variants_x_grid_x_seeds_with_joblib_and_writes_its_report(ti
     meta = json.loads((launches[0] / "study.json").read_text())
     assert meta["finished"] and len(meta["jobs"]) == 4 and meta["failed_jobs"] == []
     report = (tmp_path / "reports" / "tiny" / "report.md").read_text()
-    for text in ("`plain`", "`bn`", "speed-up", "BN is faster", "recipe.lr=0.5", "trainer.max_steps=60"):
+    for text in ("`plain`", "`bn`", "speed-up", "BN is faster", "recipe.lr=0.5", "trainer.max_steps=60",
+                 "### Contrasts"):
         assert text in report
     assert (tmp_path / "reports" / "tiny" / "accuracy.png").stat().st_size > 1000
     assert (tmp_path / "reports" / "tiny" / "sigmoid_inputs.png").exists()

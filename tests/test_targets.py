@@ -251,7 +251,7 @@ def test_no_runs_is_no_data(rule):
     assert evaluate({"rule": rule, "variant": "bn"}, cell, "base") == ("no runs", "no data")
 
 
-@pytest.mark.parametrize("rule", ["faster", "higher_best", "steadier_inputs"])
+@pytest.mark.parametrize("rule", ["faster", "never_reaches", "higher_best", "steadier_inputs"])
 def test_rules_needing_reference_without_reference_runs(rule):
     cell = summarize([record("bn", 0, [0.9])], ["base", "bn"], "base", [])[()]
     assert evaluate({"rule": rule, "variant": "bn"}, cell, "base") == ("no runs", "no data")
@@ -300,3 +300,21 @@ def test_steadier_inputs(shifts, expected):
     assert result == expected
     without, with_norm = shifts[0]
     assert f"s0: {without / 2:.2f} without vs {with_norm / 2:.2f} with" in observed
+
+
+def test_faster_against_a_claim_reference_races_to_the_same_target():
+    # study reference "base" peaks at 0.9 (step 200); "mid" gets there at 300, "bn" at 100
+    records = [record("base", 0, [0.5, 0.9]), record("mid", 0, [0.5, 0.6, 0.9]), record("bn", 0, [0.9])]
+    cell = summarize(records, ["base", "mid", "bn"], "base", [])[()]
+    observed, result = evaluate({"rule": "faster", "variant": "bn", "reference": "mid"}, cell, "base")
+    assert result == "holds" and "3.00x" in observed
+    _, result = evaluate({"rule": "faster", "variant": "mid", "reference": "base"}, cell, "base")
+    assert result == "does not hold"
+
+
+def test_never_reaches():
+    records = [record("base", s, [0.5, 0.9]) for s in (0, 1)] + [
+        record("sig", 0, [0.3, 0.6]), record("sig", 1, [0.3, 0.95])]
+    cell = summarize(records, ["base", "sig"], "base", [])[()]
+    observed, result = evaluate({"rule": "never_reaches", "variant": "sig"}, cell, "base")
+    assert result == "mixed" and "never" in observed and "reached at step 200" in observed

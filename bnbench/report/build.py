@@ -14,7 +14,7 @@ from bnbench.errors import ConfigError
 from bnbench.report import plots
 from bnbench.report.claims import evaluate
 from bnbench.report.drift import drift_summary
-from bnbench.report.summary import VariantSummary, cell_of, geo_mean, mean_sd, summarize
+from bnbench.report.summary import VariantSummary, cell_of, contrast, geo_mean, mean_sd, summarize
 from bnbench.results.store import STUDY, read_json, read_records, write_text_atomic
 from bnbench.study.spec import StudySpec
 
@@ -100,7 +100,8 @@ def build_report(launch_dir: Path, out_dir: Path | None = None, out_root: Path =
     spec_raw = meta["spec"]
     spec = StudySpec(name=meta["study"], path=Path(meta["spec_path"]), description=str(spec_raw.get("description", "")).strip(),
                      seeds=meta["seeds"], variants=spec_raw["variants"], grid=spec_raw.get("grid") or {},
-                     reference=spec_raw.get("reference"), claims=spec_raw.get("claims") or [])
+                     reference=spec_raw.get("reference"), claims=spec_raw.get("claims") or [],
+                     contrasts=spec_raw.get("contrasts") or [])
     out = Path(out_dir) if out_dir else Path(out_root) / spec.name
     out.mkdir(parents=True, exist_ok=True)
     keys = list(spec.grid)
@@ -180,6 +181,17 @@ def _render(spec, meta, records, cells, keys, figures, launch_dir) -> str:
                   "from the first to the last evaluation in units of the initial 15th–85th percentile spread, and the "
                   "spread's final/initial ratio (median over units, mean over seeds).", "",
                   _table(["variant", "median shift", "spread ratio"], drift_rows), ""]
+        if spec.contrasts and ref:
+            rows = []
+            for a, b in spec.contrasts:
+                ratios, diffs, a_n, b_n = contrast(by_variant[a], by_variant[b])
+                n = min(by_variant[a].n, by_variant[b].n)
+                rows.append([f"`{a}`", f"`{b}`", _ratio(ratios) if ratios else f"– (reached: {a_n}/{n} vs {b_n}/{n})",
+                             ", ".join(f"{d * 100:+.2f}" for d in diffs) or "n/a"])
+            L += ["### Contrasts", "",
+                  f"Each pair on the same seeds: speed-up = the second's steps / the first's steps to `{ref}`'s best "
+                  "accuracy (geometric mean [range]); difference in best accuracy, first minus second (points).", "",
+                  _table(["variant", "against", "speed-up", "best-acc difference"], rows), ""]
         if spec.claims:
             L += ["### The paper's claims, as observed", "",
                   _table(["claim", "rule", "observed", "verdict"],

@@ -10,8 +10,10 @@ A study lists its claims:
 Verdicts: "holds" (every seed agrees), "does not hold" (every seed disagrees), "mixed",
 or "no data". The rules, with the figures they report:
 
-* faster: the variant reaches the reference's best accuracy (same seed) in fewer steps.
+* faster: the variant reaches the target (the study reference's best accuracy, same seed) in
+  fewer steps than the claim's reference (by default the study reference itself).
 * higher_best: the variant's best accuracy exceeds the reference's (same seed).
+* never_reaches: the variant never reaches the reference's best accuracy (same seed).
 * diverges: the run ends as `diverged` (non-finite or exploding loss).
 * no_learning: best accuracy stays within `margin` (default 0.05) of chance (1 / classes).
 * learns: best accuracy exceeds chance by more than `margin`.
@@ -46,14 +48,29 @@ def _paired(variant: VariantSummary, reference: VariantSummary):
 
 
 def faster(v: VariantSummary, ref: VariantSummary, claim: dict):
+    """Both runs of a seed race to the same target (the study reference's best accuracy)."""
     pairs = _paired(v, ref)
-    agree = [r.ratio is not None and r.ratio > 1 for r, _ in pairs]
-    ratios = sorted(r.ratio for r, _ in pairs if r.ratio is not None)
+    agree, ratios = [], []
+    for r, q in pairs:
+        if r.steps is None:
+            agree.append(False)
+        elif q.steps is None:  # the claim's reference never got there
+            agree.append(True)
+        else:
+            ratios.append(q.steps / r.steps)
+            agree.append(q.steps > r.steps)
     reached = sum(r.steps is not None for r, _ in pairs)
     text = f"reached the target in {reached}/{len(pairs)} seeds"
     if ratios:
-        text += f"; speed-up {', '.join(f'{x:.2f}x' for x in ratios)}"
+        text += f"; speed-up {', '.join(f'{x:.2f}x' for x in sorted(ratios))}"
     return text, verdict(agree)
+
+
+def never_reaches(v: VariantSummary, ref: VariantSummary, claim: dict):
+    pairs = _paired(v, ref)
+    steps = [r.steps for r, _ in pairs]
+    text = ", ".join("never" if s is None else f"reached at step {s:,}" for s in steps)
+    return text or "n/a", verdict([s is None for s in steps])
 
 
 def higher_best(v: VariantSummary, ref: VariantSummary, claim: dict):
@@ -102,12 +119,13 @@ def steadier_inputs(v: VariantSummary, ref: VariantSummary, claim: dict):
 RULES: dict[str, Callable] = {
     "faster": faster,
     "higher_best": higher_best,
+    "never_reaches": never_reaches,
     "diverges": diverges,
     "no_learning": no_learning,
     "learns": learns,
     "steadier_inputs": steadier_inputs,
 }
-NEEDS_REFERENCE = {"faster", "higher_best", "steadier_inputs"}
+NEEDS_REFERENCE = {"faster", "never_reaches", "higher_best", "steadier_inputs"}
 
 
 def evaluate(claim: dict, by_variant: dict[str, VariantSummary], reference: str | None):

@@ -117,3 +117,21 @@ def _pair_with_reference(by_variant: dict[str, VariantSummary], ref: VariantSumm
                 row.ratio = ref_steps / row.steps if row.steps else None
                 ref_seconds = first_reaching(ref_curve["train_s"], ref_curve["acc"], row.target)
                 row.time_ratio = ref_seconds / row.seconds if row.seconds and ref_seconds is not None else None
+
+
+def contrast(a: VariantSummary, b: VariantSummary) -> tuple[list, list, int, int]:
+    """Paired by seed: b's steps / a's steps to the common target (a speed-up of a over b),
+    and a's best accuracy minus b's. Also how many seeds each of a and b reached the target."""
+    b_by_seed = {r.seed: r for r in b.rows}
+    ratios, diffs, a_reached, b_reached = [], [], 0, 0
+    for r in a.rows:
+        q = b_by_seed.get(r.seed)
+        if q is None:
+            continue
+        a_reached += r.steps is not None
+        b_reached += q.steps is not None
+        if r.steps and q.steps:
+            ratios.append(q.steps / r.steps)
+        if r.record["best_acc"] is not None and q.record["best_acc"] is not None:
+            diffs.append(r.record["best_acc"] - q.record["best_acc"])
+    return ratios, diffs, a_reached, b_reached

@@ -10,6 +10,7 @@
       recipe.lr: [0.5, 2.0]
     reference: baseline           # whose best accuracy is the target (per grid cell, per seed)
     claims: [...]                 # verdict rules for the report (bnbench/report/claims.py)
+    contrasts: [[a, b], ...]      # extra paired ratios in the report: b's steps / a's steps
 
 Jobs are variants x grid cells x seeds. Each job's overrides are, in order (a later value for
 the same key wins): the study's `overrides`, the variant's, the grid cell's, the job's
@@ -27,7 +28,7 @@ import yaml
 from bnbench.errors import ConfigError
 
 ABLATIONS = Path(__file__).resolve().parents[2] / "ablations"
-KEYS = {"description", "seeds", "overrides", "variants", "grid", "reference", "claims", "figures", "notes"}
+KEYS = {"description", "seeds", "overrides", "variants", "grid", "reference", "claims", "contrasts"}
 
 
 @dataclass
@@ -41,7 +42,7 @@ class StudySpec:
     grid: dict[str, list] = field(default_factory=dict)
     reference: str | None = None
     claims: list[dict] = field(default_factory=list)
-    figures: list[str] = field(default_factory=list)
+    contrasts: list[list[str]] = field(default_factory=list)
     raw: dict = field(default_factory=dict)
 
     def cells(self) -> list[dict]:
@@ -118,6 +119,10 @@ def load_study(name: str) -> StudySpec:
     grid = raw.get("grid") or {}
     if not isinstance(grid, dict) or not all(isinstance(v, list) and v for v in grid.values()):
         raise ConfigError(f"{where}: 'grid' must map config keys to non-empty lists of values")
+    contrasts = raw.get("contrasts") or []
+    for pair in contrasts:
+        if not (isinstance(pair, list) and len(pair) == 2 and all(v in variants for v in pair)):
+            raise ConfigError(f"{where}: each contrast must be [variant, variant], got {pair!r}")
     reference = raw.get("reference")
     if reference is not None and reference not in variants:
         raise ConfigError(f"{where}: reference {reference!r} is not one of the variants {sorted(variants)}")
@@ -131,6 +136,6 @@ def load_study(name: str) -> StudySpec:
         grid=grid,
         reference=reference,
         claims=list(raw.get("claims") or []),
-        figures=list(raw.get("figures") or []),
+        contrasts=[list(pair) for pair in contrasts],
         raw=raw,
     )
