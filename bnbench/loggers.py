@@ -48,13 +48,17 @@ def build_logger(cfg: DictConfig, run_id: str, choices: dict, output_dir: Path) 
     return logger
 
 
-def finish_logger(logger: WandbLogger | None, record: dict, failed: bool) -> None:
+def finish_logger(logger: WandbLogger | None, record: dict | None, failed: bool) -> None:
     """Put the record's figures in the W&B summary and close the run (WandbLogger never does,
-    and a second wandb.init() in a reused joblib worker would otherwise continue this run)."""
+    and a second wandb.init() in a reused joblib worker would otherwise continue this run).
+    `record` is None for an interrupted run: it is closed as failed, with no summary."""
     if logger is None:
         return
     import wandb
 
+    if record is None:
+        wandb.finish(exit_code=1)
+        return
     run = logger.experiment
     run.summary.update({
         "status": record["status"],

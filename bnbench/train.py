@@ -114,6 +114,47 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\)` is deprecated.*")
 
 
+def make_record(cfg, parts: Parts, trainer, tracker: RunTracker, run_id: str, status: str, error, final_acc,
+                final_acc_ema, population_batches, started: datetime, wall_s: float, output_dir: Path) -> dict:
+    """The run's record (schema: README, "Results")."""
+    curve = tracker.curve
+    accs = [a for a in curve["acc"] if a is not None]
+    best = max(range(len(curve["acc"])), key=lambda i: curve["acc"][i] or -1.0) if accs else None
+    targets = list(cfg.run.targets)
+    return {
+        "schema": SCHEMA_VERSION,
+        "run_id": run_id,
+        "status": status,
+        "error": error,
+        "study": cfg.study.name,
+        "launch": cfg.study.launch,
+        "variant": cfg.study.variant,
+        "seed": cfg.seed,
+        "choices": choices(),
+        "overrides": list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else [],
+        "recipe": parts.recipe.as_dict(),
+        "num_classes": parts.datamodule.num_classes,
+        "steps": trainer.global_step,
+        "max_steps": trainer.max_steps,
+        "diverged_at": parts.system.diverged_at,
+        "best_acc": curve["acc"][best] if best is not None else None,
+        "best_step": curve["step"][best] if best is not None else None,
+        "final_acc": final_acc,
+        "final_acc_ema": final_acc_ema,
+        "population_batches": population_batches,
+        "targets": targets,
+        "steps_to_target": reach_table(curve["step"], curve["acc"], targets),
+        "time_to_target": reach_table(curve["train_s"], curve["acc"], targets),
+        "train_s": tracker.train_s,
+        "eval_s": tracker.eval_s,
+        "wall_s": wall_s,
+        "started": started.isoformat(timespec="seconds"),
+        "env": fingerprint(parts.system.device),
+        "config": OmegaConf.to_container(cfg, resolve=True),
+        "output_dir": str(output_dir),
+    }
+
+
 def run(cfg: DictConfig) -> dict:
     quiet_lightning()
     if cfg.run.threads:
@@ -136,15 +177,15 @@ def run(cfg: DictConfig) -> dict:
 
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
-    status, error, final_acc_ema, population_batches = "completed", None, None, None
-    final_acc = None
+    status, error, final_acc, final_acc_ema, population_batches = None, None, None, None, None
     try:
         trainer.fit(parts.system, datamodule=parts.datamodule)
         if parts.system.diverged_at is not None:
             status = "diverged"
-        elif tracker.curve["acc"]:
-            final_acc = tracker.curve["acc"][-1]
-            if cfg.norm.kind == "batch" and cfg.norm.inference == "population":
+        else:
+            status = "completed"
+            final_acc = tracker.curve["acc"][-1] if tracker.curve["acc"] else None
+            if final_acc is not None and cfg.norm.kind == "batch" and cfg.norm.inference == "population":
                 # Alg. 2: replace the moving averages by population statistics, then evaluate.
                 final_acc_ema = final_acc
                 population_batches = estimate_population_statistics(
@@ -154,46 +195,15 @@ def run(cfg: DictConfig) -> dict:
         status, error = "failed", f"{type(e).__name__}: {e}"
         raise
     finally:
-        wall_s = time.perf_counter() - t0
-        curve = tracker.curve
-        accs = [a for a in curve["acc"] if a is not None]
-        best = max(range(len(accs)), key=accs.__getitem__) if accs else None
-        targets = list(cfg.run.targets)
-        record = {
-            "schema": SCHEMA_VERSION,
-            "run_id": run_id,
-            "status": status,
-            "error": error,
-            "study": cfg.study.name,
-            "launch": cfg.study.launch,
-            "variant": cfg.study.variant,
-            "seed": cfg.seed,
-            "choices": choices(),
-            "overrides": list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else [],
-            "recipe": parts.recipe.as_dict(),
-            "num_classes": parts.datamodule.num_classes,
-            "steps": trainer.global_step,
-            "max_steps": trainer.max_steps,
-            "diverged_at": parts.system.diverged_at,
-            "best_acc": accs[best] if accs else None,
-            "best_step": curve["step"][best] if accs else None,
-            "final_acc": final_acc,
-            "final_acc_ema": final_acc_ema,
-            "population_batches": population_batches,
-            "targets": targets,
-            "steps_to_target": reach_table(curve["step"], curve["acc"], targets),
-            "time_to_target": reach_table(curve["train_s"], curve["acc"], targets),
-            "train_s": tracker.train_s,
-            "eval_s": tracker.eval_s,
-            "wall_s": wall_s,
-            "started": started.isoformat(timespec="seconds"),
-            "env": fingerprint(parts.system.device),
-            "config": OmegaConf.to_container(cfg, resolve=True),
-            "output_dir": str(output_dir),
-        }
-        curves = {**curve, "probe_quantiles": list(QUANTILES), "probe": tracker.probe}
-        path = write_run(run_dir, record, curves)
-        finish_logger(logger, record, failed=status == "failed")
-        log.info("[%s] %s after %d steps: best acc %s, wall %.0fs -> %s", label, status, record["steps"],
-                 f"{record['best_acc']:.4f}" if accs else "n/a", wall_s, path)
+        if status is None:  # interrupted (Ctrl-C, SystemExit): no record, nothing half-written
+            finish_logger(logger, None, failed=True)
+        else:
+            record = make_record(cfg, parts, trainer, tracker, run_id, status, error, final_acc, final_acc_ema,
+                                 population_batches, started, time.perf_counter() - t0, output_dir)
+            path = write_run(run_dir, record, {**tracker.curve, "probe_quantiles": list(QUANTILES),
+                                               "probe": tracker.probe})
+            finish_logger(logger, record, failed=status == "failed")
+            best = record["best_acc"]
+            log.info("[%s] %s after %d steps: best acc %s, wall %.0fs -> %s", label, status, record["steps"],
+                     "n/a" if best is None else f"{best:.4f}", record["wall_s"], path)
     return record

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 
 import pytest
@@ -131,3 +132,22 @@ def test_study_runs_variants_x_grid_x_seeds_with_joblib_and_writes_its_report(ti
     again = run_cli("report", "tiny", cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-2000:]
     assert (tmp_path / "reports" / "tiny" / "report.md").read_text() == report
+
+
+def test_an_interrupted_run_leaves_no_record(tiny_data, tmp_path, monkeypatch):
+    """Ctrl-C (Lightning turns it into SystemExit): nothing half-written in the results."""
+    from bnbench.system import Classifier
+    from bnbench.train import run
+
+    def interrupted(self, batch, batch_idx):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Classifier, "training_step", interrupted)
+    cfg = compose([f"data.root={tiny_data}", "logger=none", f"paths.results={tmp_path}", "trainer.max_steps=5"])
+    handler = signal.getsignal(signal.SIGINT)  # Lightning ignores SIGINT while it shuts down
+    try:
+        with pytest.raises((SystemExit, KeyboardInterrupt)):
+            run(cfg)
+    finally:
+        signal.signal(signal.SIGINT, handler)
+    assert not records_under(tmp_path)

@@ -81,7 +81,7 @@ class InceptionModule(nn.Module):
         return torch.cat([b(x) for b in self.branches], 1)
 
 
-def lrn() -> nn.Module:
+def local_response_norm() -> nn.Module:
     # GoogLeNet's LRN: 5 neighbouring channels, alpha 1e-4, beta 0.75.
     return nn.LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=1.0)
 
@@ -140,9 +140,9 @@ class BNInception(Inception):
         # cin * 8 maps, then a pointwise 1x1 to 64 (normalized and activated once, after both).
         depthwise = nn.Conv2d(cin, cin * 8, 7, stride=2, padding=3, groups=cin, bias=False)
         stem = [depthwise, cna(cin * 8, 64, 1), nn.MaxPool2d(3, 2, 1)]
-        stem += [_lrn()] if lrn else []
+        stem += [local_response_norm()] if lrn else []
         stem += [cna(64, 64, 1), cna(64, 192, 3)]
-        stem += [_lrn()] if lrn else []
+        stem += [local_response_norm()] if lrn else []
         stem += [nn.MaxPool2d(3, 2, 1)]
         super().__init__(nn.Sequential(*stem), 192, BN_INCEPTION_MODULES, num_classes, norm_layer, activation, dropout)
 
@@ -171,10 +171,7 @@ class InceptionMini(Inception):
         cin = in_shape[0]
         cna = lambda a, b, k, st=1: conv_norm_act(a, b, k, st, norm_layer, activation)  # noqa: E731
         stem = [cna(cin, 32, 3, 2), nn.MaxPool2d(3, 2, 1)]  # 28 -> 14 -> 7
-        stem += [_lrn()] if lrn else []
+        stem += [local_response_norm()] if lrn else []
         stem += [cna(32, 32, 1), cna(32, 64, 3)]
-        stem += [_lrn()] if lrn else []
+        stem += [local_response_norm()] if lrn else []
         super().__init__(nn.Sequential(*stem), 64, modules, num_classes, norm_layer, activation, dropout)
-
-
-_lrn = lrn
