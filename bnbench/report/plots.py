@@ -62,35 +62,42 @@ def accuracy_curves(cells: dict, keys: list[str], path: Path, title: str) -> Pat
 
 
 def sigmoid_inputs(cells: dict, keys: list[str], path: Path, variants: list[str]) -> Path | None:
-    """Fig. 1(b, c): the 15th/50th/85th percentiles of one typical last-hidden-layer sigmoid
-    input over training (first seed), and below, over all units, the median's shift from its
-    first value in units of the initial spread (median over units, band = 25th..75th)."""
-    rows = [(cell, name, s) for cell, bv in cells.items() for name, s in bv.items()
-            if name in variants and s.rows and s.rows[0].record["curves"].get("probe")]
+    """Fig. 1(b, c), one row per grid cell: for each variant, the 15th/50th/85th percentiles of
+    one typical last-hidden-layer sigmoid input over training (first seed); last column, over
+    all units, how far the median has moved from its first value, in units of the initial
+    spread (median over units, band = 25th..75th), the variants overlaid."""
+    rows = [(cell, [(v, bv[v]) for v in variants if v in bv and bv[v].rows
+                    and bv[v].rows[0].record["curves"].get("probe")]) for cell, bv in cells.items()]
+    rows = [(cell, vs) for cell, vs in rows if vs]
     if not rows:
         return None
-    fig, axes = plt.subplots(2, len(rows), figsize=(4.2 * len(rows), 6.4), squeeze=False)
-    shared = None
-    for j, (cell, name, summary) in enumerate(rows):
-        rec = summary.rows[0].record
-        p = as_array(rec["curves"]["probe"])
-        steps = np.asarray(rec["curves"]["step"][: len(p)])
-        u = typical_unit(p)
-        ax = axes[0, j]
-        for k, (q, style) in enumerate(zip(rec["curves"]["probe_quantiles"], ("--", "-", "--"))):
-            ax.plot(steps, p[:, k, u], style, color="k", lw=1.2, label=f"{q * 100:.0f}th pct")
-        ax.set_title(f"{name}, {cell_title(keys, cell)}\nunit {u} (seed {rec['seed']})", fontsize=9)
-        ax.set_xlabel("training steps")
-        ax.set_ylabel("input to sigmoid")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-        shift = shift_over_time(p)
-        ax = axes[1, j]
-        ax.plot(steps, np.median(shift, 1), color="C0")
-        ax.fill_between(steps, np.percentile(shift, 25, 1), np.percentile(shift, 75, 1), color="C0", alpha=0.25, lw=0)
-        ax.set_xlabel("training steps")
-        ax.set_ylabel("|median shift| / initial spread\n(all units)")
-        ax.grid(alpha=0.3)
-        shared = ax if shared is None else shared
-        ax.sharey(shared)
+    ncols = max(len(vs) for _, vs in rows) + 1
+    fig, axes = plt.subplots(len(rows), ncols, figsize=(4.2 * ncols, 3.4 * len(rows)), squeeze=False)
+    for i, (cell, vs) in enumerate(rows):
+        summary_ax = axes[i, -1]
+        for j, (name, summary) in enumerate(vs):
+            rec = summary.rows[0].record
+            p = as_array(rec["curves"]["probe"])
+            steps = np.asarray(rec["curves"]["step"][: len(p)])
+            u = typical_unit(p)
+            ax = axes[i, j]
+            for k, (q, style) in enumerate(zip(rec["curves"]["probe_quantiles"], (":", "-", "--"))):
+                ax.plot(steps, p[:, k, u], style, color="k", lw=1.2, label=f"{q * 100:.0f}th percentile")
+            ax.set_title(f"{name}, {cell_title(keys, cell)}: unit {u} (seed {rec['seed']})", fontsize=9)
+            ax.set_xlabel("training steps")
+            ax.set_ylabel("input to sigmoid")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
+            shift = shift_over_time(p)
+            color = COLORS[j % len(COLORS)]
+            summary_ax.plot(steps, np.median(shift, 1), color=color, label=name)
+            summary_ax.fill_between(steps, np.percentile(shift, 25, 1), np.percentile(shift, 75, 1),
+                                    color=color, alpha=0.25, lw=0)
+        for ax in axes[i, len(vs):-1]:
+            ax.axis("off")
+        summary_ax.set_title(f"all units, {cell_title(keys, cell)}", fontsize=9)
+        summary_ax.set_xlabel("training steps")
+        summary_ax.set_ylabel("|median - first median|\n/ first 15th-85th spread")
+        summary_ax.grid(alpha=0.3)
+        summary_ax.legend(fontsize=8)
     return _save(fig, path)
