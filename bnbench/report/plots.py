@@ -31,8 +31,12 @@ def _save(fig, path: Path) -> Path:
 
 def accuracy_curves(cells: dict, keys: list[str], path: Path, title: str) -> Path:
     """Fig. 1(a) / Fig. 2: held-out accuracy vs training steps; mean over seeds, band = min..max."""
-    fig, axes = plt.subplots(1, len(cells), figsize=(6 * len(cells), 4.2), squeeze=False)
-    for ax, (cell, by_variant) in zip(axes[0], cells.items()):
+    ncols = min(len(cells), 3)
+    nrows = -(-len(cells) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(6 * ncols, 4.2 * nrows), squeeze=False)
+    for ax in axes.flat[len(cells):]:
+        ax.axis("off")
+    for ax, (cell, by_variant) in zip(axes.flat, cells.items()):
         for i, (name, summary) in enumerate(by_variant.items()):
             color = COLORS[i % len(COLORS)]
             recs = [r.record for r in summary.rows if r.record["curves"]["step"]]
