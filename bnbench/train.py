@@ -27,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from bnbench.callbacks.tracker import QUANTILES, RunTracker
 from bnbench.data.distort import build_distortion
+from bnbench.data.ordering import co_batch_rate
 from bnbench.errors import ConfigError
 from bnbench.loggers import build_logger, finish_logger
 from bnbench.nn.norm import INFERENCE, create_norm
@@ -114,6 +115,14 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\)` is deprecated.*")
 
 
+def co_batch(datamodule) -> float | None:
+    """Sec. 4.2.1 (6), measured: of the example pairs sharing a mini-batch in epoch 0, the
+    fraction sharing one again in epoch 1 (None for data without an epoch order)."""
+    if not hasattr(datamodule, "train_order"):
+        return None
+    return co_batch_rate(datamodule.train_order(0), datamodule.train_order(1), datamodule.batch_size)
+
+
 def make_record(cfg, parts: Parts, trainer, tracker: RunTracker, run_id: str, status: str, error, final_acc,
                 final_acc_ema, population_batches, started: datetime, wall_s: float, output_dir: Path) -> dict:
     """The run's record (schema: README, "Results")."""
@@ -134,6 +143,7 @@ def make_record(cfg, parts: Parts, trainer, tracker: RunTracker, run_id: str, st
         "overrides": list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else [],
         "recipe": parts.recipe.as_dict(),
         "num_classes": parts.datamodule.num_classes,
+        "co_batch_rate": co_batch(parts.datamodule),
         "steps": trainer.global_step,
         "max_steps": trainer.max_steps,
         "diverged_at": parts.system.diverged_at,

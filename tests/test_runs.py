@@ -151,3 +151,14 @@ def test_an_interrupted_run_leaves_no_record(tiny_data, tmp_path, monkeypatch):
     finally:
         signal.signal(signal.SIGINT, handler)
     assert not records_under(tmp_path)
+
+
+def test_record_measures_how_often_pairs_meet_again(tiny_data, tmp_path):
+    from bnbench.train import run
+
+    rates = {}
+    for mode in ("shard", "global"):
+        cfg = compose([f"data.root={tiny_data}", "logger=none", f"paths.results={tmp_path / mode}", f"shuffle={mode}",
+                       "data.num_shards=6", "recipe.batch_size=20", "trainer.max_steps=4", "run.eval_every=2"])
+        rates[mode] = run(cfg)["co_batch_rate"]
+    assert rates["shard"] == 1.0 and rates["global"] < 0.1

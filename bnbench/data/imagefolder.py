@@ -307,6 +307,10 @@ class ImageFolderDataModule(pl.LightningDataModule):
             persistent_workers=self.num_workers > 0, pin_memory=False,
         )
 
+    def train_order(self, epoch: int) -> torch.Tensor:
+        """The order in which training epoch `epoch` reads the examples."""
+        return self.train_sampler().order(epoch)
+
     def fixed_batch(self, n: int) -> torch.Tensor:
         """The first n validation images: the fixed batch the activation probe looks at."""
         self.setup()

@@ -156,3 +156,8 @@ class IDXDataModule(pl.LightningDataModule):
         """The first n test images: the fixed batch the activation probe looks at."""
         self.setup()
         return self.test_set[0][:n]
+
+    def train_order(self, epoch: int) -> torch.Tensor:
+        """The order in which training epoch `epoch` reads the examples."""
+        self.setup()
+        return BatchStream(*self.train_set, self.batch_size, self.shuffle, self.num_shards, self.seed).order(epoch)

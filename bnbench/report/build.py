@@ -162,13 +162,20 @@ def _render(spec, meta, records, cells, keys, figures, launch_dir) -> str:
             L += [f"Target: `{ref}`'s best held-out accuracy, per seed ({', '.join(_pct(t) + '%' for t in targets) or 'n/a'}). "
                   "Steps to target: median over seeds [range]; speed-up: geometric mean over seeds of "
                   f"`{ref}`'s steps / the variant's steps, paired by seed [range]. Accuracies in %, mean ± sd over seeds.", ""]
+        # Sec. 4.2.1 (6): show how often example pairs meet again, where the variants' orders differ
+        rates = {name: {round(r, 4) for r in s.field("co_batch_rate") if r is not None} for name, s in by_variant.items()}
+        show_rate = len(set().union(*rates.values())) > 1
         rows = []
         for name, s in by_variant.items():
             rows.append([f"`{name}`", s.n, _status(s), _steps(s.values("steps")) if ref else "–",
                          _ratio(s.values("ratio")) if ref else "–", _seconds(s.values("seconds")) if ref else "–",
-                         _mean_sd_pct(s.field("best_acc")), _mean_sd_pct(s.field("final_acc"))])
+                         _mean_sd_pct(s.field("best_acc")), _mean_sd_pct(s.field("final_acc"))]
+                        + ([", ".join(f"{r:.3f}" for r in sorted(rates[name])) or "–"] if show_rate else []))
         L += [_table(["variant", "runs", "status", f"steps to `{ref}`'s best", "speed-up", "train time to target",
-                      "best acc", "final acc"], rows), ""]
+                      "best acc", "final acc"] + (["pairs re-batched"] if show_rate else []), rows), ""]
+        if show_rate:
+            L += ["Pairs re-batched (Sec. 4.2.1, modification 6): of the example pairs sharing a mini-batch in one "
+                  "epoch, the fraction sharing one again in the next, under each variant's shuffling.", ""]
         drift_rows = []
         for name, s in by_variant.items():
             ds = [drift_summary(r.record["curves"].get("probe")) for r in s.rows]
