@@ -18,8 +18,11 @@ from datetime import datetime
 from pathlib import Path
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
-HYDRA_INFO_FLAGS = {"--help", "-h", "--hydra-help", "--version", "--cfg", "-c", "--info", "-i",
-                    "--shell-completion", "-sc", "--resolve"}
+# Hydra flags after which there is no single run to check beforehand (information, a multirun,
+# or another config), so the preflight steps aside.
+NO_PREFLIGHT_FLAGS = {"--help", "-h", "--hydra-help", "--version", "--cfg", "-c", "--info", "-i", "--shell-completion",
+                      "-sc", "--resolve", "-m", "--multirun", "--config-path", "-cp", "--config-name", "-cn",
+                      "--config-dir", "-cd", "--experimental-rerun"}
 # Defaults for every study job, before the user's overrides (which win).
 STUDY_DEFAULTS = ["hydra/launcher=joblib", "run.threads=1", "trainer.enable_progress_bar=false"]
 
@@ -61,8 +64,8 @@ def _run_hydra(argv: list[str], preflight: bool) -> None:
     from bnbench.schema import register_configs
 
     register_configs()
-    if preflight and not (set(argv) & (HYDRA_INFO_FLAGS | {"-m", "--multirun"})):
-        _preflight([a for a in argv if not a.startswith("-")])
+    if preflight and not {a.split("=", 1)[0] for a in argv} & NO_PREFLIGHT_FLAGS:
+        _preflight(argv)
     sys.argv = ["bnbench", *argv]
     _hydra_main()()
 
@@ -85,7 +88,22 @@ def cmd_study(argv: list[str]) -> int:
     overrides = argv[1:]
     _run_hydra(["-m", "hydra/sweeper=study", f"hydra.sweeper.study={spec.path}", *STUDY_DEFAULTS,
                 f"study.launch={launch}", *overrides], preflight=False)
-    return cmd_report([spec.name, "--launch", launch, *_paths_args(overrides)])
+    cmd_report([spec.name, "--launch", launch, *_paths_args(overrides)])
+    return _failed_jobs(spec.name, launch, overrides)
+
+
+def _failed_jobs(study: str, launch: str, overrides: list[str]) -> int:
+    """1 if any job of the launch failed (its record says so, or it left none), else 0.
+    Diverged runs are outcomes, not failures."""
+    from bnbench.results.store import STUDY, read_json
+
+    results = next((o.split("=", 1)[1] for o in overrides if o.startswith("paths.results=")), "results")
+    meta = read_json(Path(results) / study / launch / STUDY)
+    if meta.get("failed_jobs"):
+        print(f"bnbench: {len(meta['failed_jobs'])} of {len(meta['jobs'])} jobs failed; see the report and "
+              f"{meta['sweep_dir']}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _paths_args(overrides: list[str]) -> list[str]:
@@ -131,9 +149,13 @@ COMMANDS = {"train": cmd_train, "study": cmd_study, "report": cmd_report}
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+    if not argv or argv[0] in ("-h", "--help"):
         print(__doc__.strip())
-        return 0 if not argv or argv[0] in ("-h", "--help") else 2
+        return 0
+    if argv[0] not in COMMANDS:
+        print(f"bnbench: error: unknown command {argv[0]!r} (commands: {', '.join(COMMANDS)}; see bnbench --help)",
+              file=sys.stderr)
+        return 2
     full_error = bool(os.environ.get("HYDRA_FULL_ERROR"))
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us, to print them as one line
     from hydra.errors import HydraException

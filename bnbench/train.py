@@ -71,7 +71,18 @@ def build(cfg: DictConfig) -> Parts:
     distortion = build_distortion(datamodule.channels, recipe.brightness, recipe.contrast, recipe.saturation, recipe.hue)
     system = Classifier(model, recipe, datamodule.num_classes, distortion, cfg.run.max_loss, cfg.run.check_every,
                         cfg.run.channels_last)
+    check_trainer(cfg)
     return Parts(recipe, datamodule, system)
+
+
+def check_trainer(cfg: DictConfig) -> None:
+    """Lightning checks its arguments (max_steps, accelerator, precision...) when the Trainer is
+    built: build one, without logger or callbacks, so a bad `trainer.*` value is a config error."""
+    quiet_lightning()
+    try:
+        instantiate(cfg.trainer, logger=False, callbacks=[], enable_progress_bar=False, enable_checkpointing=False)
+    except Exception as e:  # Lightning raises MisconfigurationException, ValueError, TypeError...
+        raise ConfigError(f"trainer: {' '.join(str(e).split())}") from None
 
 
 def run_identity(cfg: DictConfig) -> str:

@@ -52,9 +52,9 @@ def compose(overrides: list[str]):
         return hydra_compose("train", overrides=overrides)
 
 
-def run_cli(*args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+def run_cli(*args: str, cwd: Path, timeout: int = 300, env: dict | None = None) -> subprocess.CompletedProcess:
     """The real `bnbench` command, in a subprocess, W&B offline, in `cwd`."""
-    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "PYTHONWARNINGS": "ignore"}
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "PYTHONWARNINGS": "ignore", **(env or {})}
     env.pop("HYDRA_FULL_ERROR", None)
     return subprocess.run([sys.executable, "-m", "bnbench.cli", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)

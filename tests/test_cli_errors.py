@@ -62,6 +62,8 @@ def test_mnist_without_root_says_where_to_put_it(tmp_path):
     (["lr.scale=0"], ["lr.scale"]),
     (["norm=batch", "recipe.batch_size=1"], ["norm=batch", "data.batch_size", "got 1"]),
     (["model=bn_inception"], ["recipe/fashion_mnist_bn_inception"]),
+    (["trainer.max_steps=-5"], ["trainer", "max_steps", "-5"]),
+    (["data.batch_size=0"], ["data.batch_size", "got 0"]),
 ])
 def test_bad_config(overrides, mentions, tiny_data, tmp_path):
     proc = run_cli("train", f"data.root={tiny_data}", "logger=none", *overrides, cwd=tmp_path)
@@ -84,3 +86,8 @@ def test_study_with_a_bad_override_fails_before_running_anything(tiny_data, tmp_
 def test_report_without_results(tmp_path):
     proc = run_cli("report", "paper_mnist", cwd=tmp_path)
     assert_one_line_error(proc, "no results for study 'paper_mnist'")
+
+
+def test_unknown_command(tmp_path):
+    proc = run_cli("trian", cwd=tmp_path)
+    assert_one_line_error(proc, "unknown command 'trian'", "train, study, report")

@@ -162,3 +162,39 @@ def test_record_measures_how_often_pairs_meet_again(tiny_data, tmp_path):
                        "data.num_shards=6", "recipe.batch_size=20", "trainer.max_steps=4", "run.eval_every=2"])
         rates[mode] = run(cfg)["co_batch_rate"]
     assert rates["shard"] == 1.0 and rates["global"] < 0.1
+
+
+FAILING_MODEL = '''
+from bnbench.models.mlp import MLP
+
+
+class FailingMLP(MLP):
+    """The paper's MLP, except that its sixth training forward pass raises."""
+
+    calls = 0
+
+    def forward(self, x):
+        if self.training:
+            FailingMLP.calls += 1
+            if FailingMLP.calls > 5:
+                raise RuntimeError("injected failure")
+        return super().forward(x)
+'''
+
+
+def test_a_failing_job_does_not_stop_the_study_and_the_study_exits_1(tiny_data, tmp_path):
+    """A user model plugged in by _target_ fails mid-run: its record says failed, the other job
+    completes, the report is written, and `bnbench study` exits 1 naming the failure."""
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "failing_model.py").write_text(FAILING_MODEL)
+    study = tmp_path / "mixed.yaml"
+    study.write_text("seeds: [0]\nvariants:\n  ok: [experiment=mnist_bn]\n"
+                     "  broken: [experiment=mnist_bn, model._target_=failing_model.FailingMLP]\nreference: ok\n")
+    proc = run_cli("study", str(study), f"data.root={tiny_data}", "logger=none", "trainer.max_steps=30",
+                   "run.eval_every=10", cwd=tmp_path, env={"PYTHONPATH": str(tmp_path / "plugins")})
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "1 of 2 jobs failed" in proc.stderr
+    statuses = {json.loads(p.read_text())["variant"]: json.loads(p.read_text())["status"]
+                for p in records_under(tmp_path / "results")}
+    assert statuses == {"ok": "completed", "broken": "failed"}
+    assert "1 failed" in (tmp_path / "reports" / "mixed" / "report.md").read_text()
