@@ -2,8 +2,9 @@
 
 `run(cfg)` is the Hydra task function behind `bnbench train` and every job of a study.
 Problems with the input (config values, data files) raise BnbenchError from `build` before
-anything is written. A run that starts always ends with a record: completed, diverged
-(non-finite or exploding loss), or failed (an exception, re-raised after the record).
+anything is written. A run that starts ends with a record: completed, diverged (non-finite
+or exploding loss), or failed (an exception, re-raised after the record). An interrupted run
+(Ctrl-C) leaves none; SIGKILL cannot leave one either.
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import TQDMProgressBar
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate, to_absolute_path
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import TQDMProgressBar
 
 from bnbench.callbacks.tracker import QUANTILES, RunTracker
 from bnbench.data.distort import build_distortion

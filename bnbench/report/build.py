@@ -16,7 +16,7 @@ from bnbench.report.claims import evaluate
 from bnbench.report.drift import drift_summary
 from bnbench.report.summary import VariantSummary, cell_of, contrast, geo_mean, mean_sd, summarize
 from bnbench.results.store import STUDY, read_json, read_records, write_text_atomic
-from bnbench.study.spec import StudySpec
+from bnbench.study.spec import parse_study
 
 
 def _pct(x: float | None) -> str:
@@ -97,19 +97,15 @@ def build_report(launch_dir: Path, out_dir: Path | None = None, out_root: Path =
     records = read_records(launch_dir)
     if not records:
         raise ConfigError(f"no finished runs under {launch_dir}")
-    spec_raw = meta["spec"]
-    spec = StudySpec(name=meta["study"], path=Path(meta["spec_path"]), description=str(spec_raw.get("description", "")).strip(),
-                     seeds=meta["seeds"], variants=spec_raw["variants"], grid=spec_raw.get("grid") or {},
-                     reference=spec_raw.get("reference"), claims=spec_raw.get("claims") or [],
-                     contrasts=spec_raw.get("contrasts") or [])
+    spec = parse_study(meta["spec"], meta["study"], Path(meta["spec_path"]))
+    spec.seeds = meta["seeds"]  # the seeds this launch ran (hydra.sweeper.seeds may narrow them)
     out = Path(out_dir) if out_dir else Path(out_root) / spec.name
     out.mkdir(parents=True, exist_ok=True)
     keys = list(spec.grid)
     cells = summarize(records, list(spec.variants), spec.reference, spec.cells())
 
     figures = [plots.accuracy_curves(cells, keys, out / "accuracy.png", f"{spec.name}: held-out accuracy")]
-    probe_variants = [v for v in spec.variants if any(r.record["curves"].get("probe") for bv in cells.values() for r in bv.get(v, VariantSummary(v)).rows)]
-    fig = plots.sigmoid_inputs(cells, keys, out / "sigmoid_inputs.png", probe_variants)
+    fig = plots.sigmoid_inputs(cells, keys, out / "sigmoid_inputs.png", list(spec.variants))
     if fig:
         figures.append(fig)
 

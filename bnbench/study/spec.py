@@ -101,6 +101,11 @@ def load_study(name: str) -> StudySpec:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"study file {path} is not valid YAML: {' '.join(str(e).split())}") from None
+    return parse_study(raw, path.stem, path.resolve())
+
+
+def parse_study(raw, name: str, path: Path) -> StudySpec:
+    """Validate a study file's contents (also as kept in a launch's study.json)."""
     where = f"study file {path}"
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: expected a mapping at the top level")
@@ -127,8 +132,8 @@ def load_study(name: str) -> StudySpec:
     if reference is not None and reference not in variants:
         raise ConfigError(f"{where}: reference {reference!r} is not one of the variants {sorted(variants)}")
     return StudySpec(
-        name=path.stem,
-        path=path.resolve(),
+        name=name,
+        path=path,
         description=str(raw.get("description", "")).strip(),
         seeds=seeds,
         variants={k: list(v) for k, v in variants.items()},
