@@ -107,7 +107,7 @@ class IDXDataModule(pl.LightningDataModule):
         eval_batch_size: int = 2000,
         binarize: bool = False,
         shuffle: str = "global",
-        num_shards: int = 60,
+        num_shards: int = 75,
         seed: int = 0,
         install_hint: str = "",
     ):
