@@ -24,7 +24,7 @@ NO_PREFLIGHT_FLAGS = {"--help", "-h", "--hydra-help", "--version", "--cfg", "-c"
                       "-sc", "--resolve", "-m", "--multirun", "--config-path", "-cp", "--config-name", "-cn",
                       "--config-dir", "-cd", "--experimental-rerun"}
 # Defaults for every study job, before the user's overrides (which win).
-STUDY_DEFAULTS = ["hydra/launcher=joblib", "run.threads=1", "trainer.enable_progress_bar=false"]
+STUDY_DEFAULTS = ["hydra/launcher=local", "run.threads=1", "trainer.enable_progress_bar=false"]
 
 
 def _one_line(e: BaseException) -> str:
