@@ -87,7 +87,7 @@ def cmd_study(argv: list[str]) -> int:
     launch = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     overrides = argv[1:]
     _run_hydra(["-m", "hydra/sweeper=study", f"hydra.sweeper.study={spec.path}", *STUDY_DEFAULTS,
-                f"study.launch={launch}", *overrides], preflight=False)
+                f"study.name={spec.name}", f"study.launch={launch}", *overrides], preflight=False)
     cmd_report([spec.name, "--launch", launch, *_paths_args(overrides)])
     return _failed_jobs(spec.name, launch, overrides)
 

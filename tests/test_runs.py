@@ -198,3 +198,19 @@ def test_a_failing_job_does_not_stop_the_study_and_the_study_exits_1(tiny_data, 
                 for p in records_under(tmp_path / "results")}
     assert statuses == {"ok": "completed", "broken": "failed"}
     assert "1 failed" in (tmp_path / "reports" / "mixed" / "report.md").read_text()
+
+
+def test_study_with_hydras_submitit_local_launcher(tiny_data, tmp_path):
+    """The cluster path minus the cluster: submitit pickles the task and config and runs each
+    job in its own process. Outputs of the launch sit together under outputs/<study>/<launch>."""
+    study = tmp_path / "sub.yaml"
+    study.write_text("seeds: [0]\nvariants:\n  plain: [experiment=mnist_baseline]\n  bn: [experiment=mnist_bn]\n"
+                     "reference: plain\n")
+    proc = run_cli("study", str(study), "hydra/launcher=submitit_local", f"data.root={tiny_data}", "logger=none",
+                   "trainer.max_steps=20", "run.eval_every=10", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert len(records_under(tmp_path / "results")) == 2
+    (launch,) = (tmp_path / "outputs" / "sub").iterdir()
+    assert (launch / "multirun.yaml").exists() and (launch / ".submitit").is_dir()
+    report = (tmp_path / "reports" / "sub" / "report.md").read_text()
+    assert "bnbench study sub hydra/launcher=submitit_local" in report

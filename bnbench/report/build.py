@@ -115,17 +115,23 @@ def build_report(launch_dir: Path, out_dir: Path | None = None, out_root: Path =
     return out / "report.md"
 
 
+def study_command(name: str, argv: list[str]) -> str:
+    """The user's `bnbench study` command, from the launch's argv minus what the CLI added."""
+    from bnbench.cli import STUDY_DEFAULTS
+
+    added = {"-m", "hydra/sweeper=study", *STUDY_DEFAULTS}
+    user = [a for a in argv[1:] if a not in added
+            and not a.startswith(("hydra.sweeper.study=", "study.launch=", "study.name="))]
+    return " ".join(["bnbench study", name, *user])
+
+
 def _render(spec, meta, records, cells, keys, figures, launch_dir) -> str:
     env = records[0]["env"]
     git = env["git"]
     sha = (git["sha"] or "unknown")[:10] + (" (uncommitted changes)" if git.get("dirty") else "")
     started = meta.get("started")
     finished = meta.get("finished")
-    from bnbench.cli import STUDY_DEFAULTS
-
-    hidden = set(STUDY_DEFAULTS)
-    user = [a for a in meta.get("arguments", []) if a not in hidden and not a.startswith("study.launch=")]
-    command = "bnbench study " + " ".join([spec.name, *user])
+    command = study_command(spec.name, meta.get("command", []))
     steps = sorted({r["max_steps"] for r in records})
     L = [f"# Study `{spec.name}`", ""]
     if spec.description:

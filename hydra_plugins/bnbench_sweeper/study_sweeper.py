@@ -23,7 +23,7 @@ from typing import Any, List, Optional
 from hydra.core.utils import JobStatus
 from hydra.plugins.sweeper import Sweeper
 from hydra.utils import to_absolute_path
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 
 log = logging.getLogger("bnbench")
 
@@ -58,6 +58,10 @@ class StudySweeper(Sweeper):
             build(loader.load_sweep_config(self.config, list(overrides)))
         log.info("study %s: %d jobs checked in %.1fs", spec.name, len(jobs), time.perf_counter() - tic)
 
+        # The sweep directory (outputs/${study.name}/${study.launch}) is read from this config by
+        # every launcher: give it the study's name and launch, as each job's config has.
+        with open_dict(self.config):
+            self.config.study.name, self.config.study.launch = spec.name, launch
         results = Path(to_absolute_path(self.config.paths.results)) / spec.name / launch
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
