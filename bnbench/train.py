@@ -171,7 +171,8 @@ def make_record(cfg, parts: Parts, trainer, tracker: RunTracker, run_id: str, st
         "eval_s": tracker.eval_s,
         "wall_s": wall_s,
         "started": started.isoformat(timespec="seconds"),
-        "env": fingerprint(parts.system.device),
+        # the trainer's device: Lightning moves the module back to the CPU when fit ends
+        "env": fingerprint(trainer.strategy.root_device),
         "config": OmegaConf.to_container(cfg, resolve=True),
         "output_dir": str(output_dir),
     }

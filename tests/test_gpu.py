@@ -35,6 +35,7 @@ def test_bn_inception_trains_on_random_224_data_bf16_channels_last(tmp_path):
                    "trainer.max_steps=60", "run.eval_every=60"])
     rec = run(cfg)
     assert rec["status"] == "completed" and rec["steps"] == 60
+    assert rec["env"]["device"] == "cuda"
     images_per_s = rec["steps"] * cfg.data.batch_size / rec["train_s"]
     print(f"\n[gpu] BN-Inception bf16 channels_last, batch {cfg.data.batch_size}: {images_per_s:.0f} images/s "
           f"on {rec['env']['device_name']}")
