@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 from pathlib import Path
 
@@ -132,6 +133,12 @@ def test_study_runs_variants_x_grid_x_seeds_with_joblib_and_writes_its_report(ti
     again = run_cli("report", "tiny", cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-2000:]
     assert (tmp_path / "reports" / "tiny" / "report.md").read_text() == report
+    # a launch whose study command never finished says so, and how many of its runs it holds
+    meta["finished"] = None
+    (launches[0] / "study.json").write_text(json.dumps(meta))
+    shutil.rmtree(next(launches[0].glob("bn_s1_*")))
+    assert run_cli("report", "tiny", cwd=tmp_path).returncode == 0
+    assert "3 of 4 planned runs have records" in (tmp_path / "reports" / "tiny" / "report.md").read_text()
 
 
 def test_an_interrupted_run_leaves_no_record(tiny_data, tmp_path, monkeypatch):

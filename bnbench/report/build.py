@@ -125,6 +125,13 @@ def study_command(name: str, argv: list[str]) -> str:
     return " ".join(["bnbench study", name, *user])
 
 
+def _unfinished(meta, records) -> str:
+    """A launch whose study command never wrote its end: say so, and how many runs it holds."""
+    planned = len(meta.get("jobs") or [])
+    return (f"not recorded (the study command did not finish: interrupted, or still running; "
+            f"{len(records)} of {planned} planned runs have records)")
+
+
 def _render(spec, meta, records, cells, keys, figures, launch_dir) -> str:
     env = records[0]["env"]
     git = env["git"]
@@ -142,7 +149,7 @@ def _render(spec, meta, records, cells, keys, figures, launch_dir) -> str:
         f"- Command: `{command.strip()}`",
         f"- Runs: {len(records)} ({len(spec.variants)} variants × {len(spec.cells())} grid cell(s) × seeds {meta['seeds']}), "
         f"{' / '.join(f'{s:,}' for s in steps)} steps each",
-        f"- Launch: `{meta['launch']}`, started {started}, finished {finished or 'not recorded'}; "
+        f"- Launch: `{meta['launch']}`, started {started}, finished {finished or _unfinished(meta, records)}; "
         f"study wall time {_duration(meta.get('wall_s'))}",
         f"- Launcher: {_launcher(meta)}",
         f"- Code: commit {sha}; torch {env['packages']['torch']}, Lightning {env['packages']['pytorch-lightning']}, "

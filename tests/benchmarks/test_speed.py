@@ -9,9 +9,6 @@ in benchmark.extra_info (kept in .benchmarks/latest.json). One torch thread, as 
 
 from __future__ import annotations
 
-import statistics
-import time
-
 import pytest
 import pytorch_lightning as pl
 import torch
@@ -25,6 +22,7 @@ from bnbench.nn.batchnorm import BatchNorm
 from bnbench.nn.norm import create_norm
 from bnbench.recipe import Recipe
 from bnbench.system import Classifier
+from timing import report, side_by_side
 
 
 @pytest.fixture(autouse=True)
@@ -33,27 +31,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-def side_by_side(fns: dict, rounds: int, inner: int = 1) -> dict[str, float]:
-    """Median seconds per call of each function, interleaved round by round."""
-    times = {name: [] for name in fns}
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            t = time.perf_counter()
-            for _ in range(inner):
-                fn()
-            times[name].append((time.perf_counter() - t) / inner)
-    return {name: statistics.median(ts) for name, ts in times.items()}
-
-
-def report(benchmark, title: str, medians: dict[str, float], unit: str = "us", scale: float = 1e6) -> None:
-    names = list(medians)
-    ratio = medians[names[0]] / medians[names[1]]
-    benchmark.extra_info.update({f"median_{k}_s": v for k, v in medians.items()})
-    benchmark.extra_info[f"ratio_{names[0]}_over_{names[1]}"] = ratio
-    parts = ", ".join(f"{k} {v * scale:.1f} {unit}" for k, v in medians.items())
-    print(f"\n[bench] {title}: {parts}; {names[0]}/{names[1]} = {ratio:.3f}")
 
 
 @pytest.mark.parametrize("shape", [(60, 100), (32, 64, 7, 7)], ids=["mlp_60x100", "conv_32x64x7x7"])
