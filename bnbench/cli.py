@@ -84,8 +84,10 @@ def cmd_study(argv: list[str]) -> int:
     from bnbench.study.spec import load_study
 
     spec = load_study(argv[0])
-    launch = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     overrides = argv[1:]
+    # study.launch=<an earlier launch> relaunches it: jobs already recorded there are skipped
+    given = [o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0] == "study.launch"]
+    launch = given[-1] if given else datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     _run_hydra(["-m", "hydra/sweeper=study", f"hydra.sweeper.study={spec.path}", *STUDY_DEFAULTS,
                 f"study.name={spec.name}", f"study.launch={launch}", *overrides], preflight=False)
     cmd_report([spec.name, "--launch", launch, *_paths_args(overrides)])

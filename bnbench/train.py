@@ -178,6 +178,16 @@ def make_record(cfg, parts: Parts, trainer, tracker: RunTracker, run_id: str, st
     }
 
 
+def run_label(cfg: DictConfig) -> str:
+    return f"{cfg.study.variant or 'run'}_s{cfg.seed}"
+
+
+def record_dir(cfg: DictConfig, run_id: str | None = None) -> Path:
+    """Where a run's record goes: <paths.results>/<study>/<launch>/<variant>_s<seed>_<run id>."""
+    run_id = run_id or run_identity(cfg)
+    return Path(to_absolute_path(cfg.paths.results)) / cfg.study.name / cfg.study.launch / f"{run_label(cfg)}_{run_id}"
+
+
 def run(cfg: DictConfig) -> dict:
     quiet_lightning()
     if cfg.run.threads:
@@ -185,8 +195,8 @@ def run(cfg: DictConfig) -> dict:
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     parts = build(cfg)
     run_id = run_identity(cfg)
-    label = f"{cfg.study.variant or 'run'}_s{cfg.seed}"
-    run_dir = Path(to_absolute_path(cfg.paths.results)) / cfg.study.name / cfg.study.launch / f"{label}_{run_id}"
+    label = run_label(cfg)
+    run_dir = record_dir(cfg, run_id)
     output_dir = Path(HydraConfig.get().runtime.output_dir) if HydraConfig.initialized() else run_dir
     model = parts.system.model
     probe = parts.datamodule.fixed_batch(cfg.run.probe_batch) if hasattr(model, "probe_point") else None

@@ -125,6 +125,13 @@ def study_command(name: str, argv: list[str]) -> str:
     return " ".join(["bnbench study", name, *user])
 
 
+def _resumed(meta) -> str:
+    if not meta.get("resumed"):
+        return ""
+    return (f" (last attempt; relaunched {len(meta['resumed'])} time(s), last at {meta['resumed'][-1]}, "
+            f"{len(meta.get('skipped_jobs') or [])} run(s) kept from earlier attempts)")
+
+
 def _unfinished(meta, records) -> str:
     """A launch whose study command never wrote its end: say so, and how many runs it holds."""
     planned = len(meta.get("jobs") or [])
@@ -150,7 +157,7 @@ def _render(spec, meta, records, cells, keys, figures, launch_dir) -> str:
         f"- Runs: {len(records)} ({len(spec.variants)} variants × {len(spec.cells())} grid cell(s) × seeds {meta['seeds']}), "
         f"{' / '.join(f'{s:,}' for s in steps)} steps each",
         f"- Launch: `{meta['launch']}`, started {started}, finished {finished or _unfinished(meta, records)}; "
-        f"study wall time {_duration(meta.get('wall_s'))}",
+        f"study wall time {_duration(meta.get('wall_s'))}{_resumed(meta)}",
         f"- Launcher: {_launcher(meta)}",
         f"- Code: commit {sha}; torch {env['packages']['torch']}, Lightning {env['packages']['pytorch-lightning']}, "
         f"on {env['device']} ({env['device_name']}, {env['torch_threads']} torch thread(s) per run)",

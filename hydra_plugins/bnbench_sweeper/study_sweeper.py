@@ -9,6 +9,11 @@ Before launching it composes and builds every job (no training), so a bad key, v
 file fails the whole study at once with one line, before anything runs. Failed or diverged
 jobs do not stop the others; each leaves its record. The launch itself is recorded in
 <paths.results>/<study>/<launch>/study.json.
+
+Relaunching a launch (`bnbench study <name> study.launch=<launch>`) skips every job whose
+record is already there (a run's id hashes its resolved config, seed and code version), so an
+interrupted study is finished by running the same command again, and seeds added to the study
+file run alone. A launch holding runs of another commit is refused.
 """
 
 from __future__ import annotations
@@ -43,29 +48,30 @@ class StudySweeper(Sweeper):
         )
 
     def sweep(self, arguments: List[str]) -> Any:
-        from bnbench.results.store import STUDY, write_json_atomic
+        from bnbench.results.store import STUDY, read_json, write_json_atomic
         from bnbench.study.spec import load_study, override_key
-        from bnbench.train import build
 
         spec = load_study(self.study_name)
-        launch = next((a.split("=", 1)[1] for a in arguments if override_key(a) == "study.launch"),
-                      datetime.now().strftime("%Y-%m-%d_%H-%M-%S"))
+        given = [a.split("=", 1)[1] for a in arguments if override_key(a) == "study.launch"]
+        launch = given[-1] if given else datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
         jobs = spec.jobs(launch, self.seeds, arguments)
-
-        tic = time.perf_counter()
-        loader = self.hydra_context.config_loader
-        for overrides in jobs:  # compose and build each job: fail fast, before anything runs
-            build(loader.load_sweep_config(self.config, list(overrides)))
-        log.info("study %s: %d jobs checked in %.1fs", spec.name, len(jobs), time.perf_counter() - tic)
-
         # The sweep directory (outputs/${study.name}/${study.launch}) is read from this config by
         # every launcher: give it the study's name and launch, as each job's config has.
         with open_dict(self.config):
             self.config.study.name, self.config.study.launch = spec.name, launch
         results = Path(to_absolute_path(self.config.paths.results)) / spec.name / launch
+        previous = read_json(results / STUDY) if (results / STUDY).exists() else None
+
+        tic = time.perf_counter()
+        done = self._check_jobs(jobs, results)
+        todo = [job for job in jobs if job not in done]
+        log.info("study %s: %d jobs checked in %.1fs; %d to run, %d done before in this launch",
+                 spec.name, len(jobs), time.perf_counter() - tic, len(todo), len(done))
+
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
         meta = {
             "study": spec.name,
             "spec": spec.raw,
@@ -77,13 +83,17 @@ class StudySweeper(Sweeper):
             "jobs": jobs,
             "launcher": OmegaConf.to_container(self.config.hydra.launcher, resolve=True),
             "sweep_dir": str(sweep_dir),
-            "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "started": previous["started"] if previous else now,
+            "resumed": [*previous.get("resumed", []), now] if previous else [],
+            "skipped_jobs": done,
             "finished": None,
         }
         write_json_atomic(results / STUDY, meta)
 
         t0 = time.perf_counter()
-        returns = self.launcher.launch(jobs, initial_job_idx=0)
+        # job numbers (output sub-folders) continue after those of earlier attempts at this launch
+        taken = [int(p.name) for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit()]
+        returns = self.launcher.launch(todo, initial_job_idx=max(taken, default=-1) + 1) if todo else []
         failed = [r for r in returns if r.status != JobStatus.COMPLETED]
         for r in failed:
             log.error("job failed: %s: %s", " ".join(r.overrides), r._return_value)
@@ -93,6 +103,30 @@ class StudySweeper(Sweeper):
             failed_jobs=[list(r.overrides) for r in failed],
         )
         write_json_atomic(results / STUDY, meta)
-        log.info("study %s: %d jobs done in %.0fs (%d failed); results in %s",
-                 spec.name, len(jobs), meta["wall_s"], len(failed), results)
+        log.info("study %s: %d jobs run in %.0fs (%d failed, %d done before); results in %s",
+                 spec.name, len(todo), meta["wall_s"], len(failed), len(done), results)
         return [returns]
+
+    def _check_jobs(self, jobs: list[list[str]], results: Path) -> list[list[str]]:
+        """Compose and build every job (fail fast, before anything runs); return those whose
+        record is already in this launch (same resolved config, seed and code: same run id).
+        Records of other code in the launch are refused: they would be mixed in its report."""
+        from bnbench.errors import ConfigError
+        from bnbench.results.env import git_state
+        from bnbench.results.store import RECORD, read_records
+        from bnbench.train import build, record_dir
+
+        here = git_state()["sha"]
+        other = {r["env"]["git"]["sha"] for r in read_records(results, with_curves=False)} - {here}
+        if other:
+            raise ConfigError(f"{results} holds runs of commit {', '.join(sorted(str(o)[:10] for o in other))}, "
+                              f"this is {str(here)[:10]}: relaunch under a new study.launch (or leave it out)")
+        loader, done = self.hydra_context.config_loader, []
+        for overrides in jobs:
+            cfg = loader.load_sweep_config(self.config, list(overrides))
+            build(cfg)
+            with open_dict(cfg):
+                del cfg["hydra"]  # as in the job itself
+            if (record_dir(cfg) / RECORD).exists():
+                done.append(overrides)
+        return done
