@@ -8,6 +8,7 @@ import signal
 from pathlib import Path
 
 import pytest
+import torch
 
 from bnbench.results.store import read_records
 from conftest import FASHION_ROOT, compose, needs_fashion, records_under, run_cli
@@ -244,3 +245,21 @@ def test_study_with_hydras_submitit_local_launcher(tiny_data, tmp_path):
     assert (launch / "multirun.yaml").exists() and (launch / ".submitit").is_dir()
     report = (tmp_path / "reports" / "sub" / "report.md").read_text()
     assert "bnbench study sub hydra/launcher=submitit_local" in report
+
+
+def test_classifier_fast_setattr_keeps_module_semantics(tiny_data):
+    """The Classifier's __setattr__ fast path (plain attributes that exist) changes nothing else."""
+    from torch import nn
+
+    from bnbench.train import build
+
+    system = build(compose([f"data.root={tiny_data}", "logger=none"])).system
+    system.check_every = 5  # an existing plain attribute: the fast path
+    assert system.check_every == 5 and system.__dict__["check_every"] == 5
+    system.extra = nn.Linear(2, 2)  # a new module still registers
+    assert dict(system.named_children())["extra"] is system.extra
+    system.model = nn.Linear(3, 3)  # a registered module is replaced, not shadowed
+    assert dict(system.named_children())["model"] is system.model and "model" not in system.__dict__
+    system.register_buffer("buf", torch.zeros(1))
+    system.buf = torch.ones(1)  # a buffer stays a buffer
+    assert torch.equal(dict(system.named_buffers())["buf"], torch.ones(1)) and "buf" not in system.__dict__
