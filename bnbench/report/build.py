@@ -33,6 +33,8 @@ def _mean_sd_pct(xs: list) -> str:
 def _steps(xs: list) -> str:
     """Median steps over seeds that reached the target, with the count that did."""
     got = sorted(x for x in xs if x is not None)
+    if not xs:
+        return "–"
     if not got:
         return f"never (0/{len(xs)})"
     med = got[len(got) // 2] if len(got) % 2 else (got[len(got) // 2 - 1] + got[len(got) // 2]) / 2
@@ -58,7 +60,7 @@ def _seconds(xs: list) -> str:
 
 
 def _status(s: VariantSummary) -> str:
-    return ", ".join(f"{n} {k}" for k, n in s.statuses().items())
+    return ", ".join(f"{n} {k}" for k, n in s.statuses().items()) or "no record yet"
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> str:
@@ -209,7 +211,8 @@ def _render(spec, meta, records, cells, keys, figures, launch_dir) -> str:
             for a, b in spec.contrasts:
                 ratios, diffs, a_n, b_n = contrast(by_variant[a], by_variant[b])
                 n = min(by_variant[a].n, by_variant[b].n)
-                rows.append([f"`{a}`", f"`{b}`", _ratio(ratios) if ratios else f"– (reached: {a_n}/{n} vs {b_n}/{n})",
+                missing = "– (no runs yet)" if n == 0 else f"– (reached: {a_n}/{n} vs {b_n}/{n})"
+                rows.append([f"`{a}`", f"`{b}`", _ratio(ratios) if ratios else missing,
                              ", ".join(f"{d * 100:+.2f}" for d in diffs) or "n/a"])
             L += ["### Contrasts", "",
                   f"Each pair on the same seeds: speed-up = the second's steps / the first's steps to `{ref}`'s best "
