@@ -266,3 +266,28 @@ def test_classifier_fast_setattr_keeps_module_semantics(tiny_data):
     system.register_buffer("buf", torch.zeros(1))
     system.buf = torch.ones(1)  # a buffer stays a buffer
     assert torch.equal(dict(system.named_buffers())["buf"], torch.ones(1)) and "buf" not in system.__dict__
+
+
+def test_git_state_ignores_generated_reports(tmp_path):
+    """A record's `dirty` flag is about code: bnbench's own reports/ output does not count."""
+    import subprocess
+
+    from bnbench.results.env import git_state
+
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "report.md").write_text("a\n")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qm", "init")
+    assert git_state(tmp_path)["dirty"] is False
+    (tmp_path / "reports" / "report.md").write_text("b\n")
+    git_state.cache_clear()
+    assert git_state(tmp_path)["dirty"] is False
+    (tmp_path / "code.py").write_text("x = 2\n")
+    git_state.cache_clear()
+    assert git_state(tmp_path)["dirty"] is True
+    git_state.cache_clear()

@@ -33,12 +33,16 @@ def accuracy_curves(cells: dict, keys: list[str], path: Path, title: str) -> Pat
     """Fig. 1(a) / Fig. 2: held-out accuracy vs training steps; mean over seeds, band = min..max."""
     ncols = min(len(cells), 3)
     nrows = -(-len(cells) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(6 * ncols, 4.2 * nrows), squeeze=False)
+    # more variants than the default cycle has colours (the modifications study has 17): 20
+    # colours, and the legend beside the axes rather than over the curves
+    many = max(len(bv) for bv in cells.values()) > len(COLORS)
+    palette = plt.get_cmap("tab20").colors if many else COLORS
+    fig, axes = plt.subplots(nrows, ncols, figsize=(6 * ncols + 3 * many, 4.2 * nrows), squeeze=False)
     for ax in axes.flat[len(cells):]:
         ax.axis("off")
     for ax, (cell, by_variant) in zip(axes.flat, cells.items()):
         for i, (name, summary) in enumerate(by_variant.items()):
-            color = COLORS[i % len(COLORS)]
+            color = palette[i % len(palette)]
             recs = [r.record for r in summary.rows if r.record["curves"]["step"]]
             if not recs:
                 continue
@@ -60,7 +64,10 @@ def accuracy_curves(cells: dict, keys: list[str], path: Path, title: str) -> Pat
         ax.set_xlabel("training steps")
         ax.set_ylabel("held-out accuracy")
         ax.grid(alpha=0.3)
-        ax.legend(loc="lower right", fontsize=8)
+        if many:
+            ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=7)
+        else:
+            ax.legend(loc="lower right", fontsize=8)
     fig.suptitle(title)
     return _save(fig, path)
 

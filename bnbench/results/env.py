@@ -15,17 +15,20 @@ REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("bnbench", "torch", "pytorch-lightning", "hydra-core", "omegaconf", "torchmetrics", "wandb", "kornia", "numpy")
 
 
-@lru_cache(maxsize=1)
-def git_state() -> dict:
-    """{'sha': HEAD or None, 'dirty': uncommitted changes to tracked files?}"""
+@lru_cache(maxsize=4)
+def git_state(repo: Path = REPO) -> dict:
+    """{'sha': HEAD or None, 'dirty': uncommitted changes to tracked files?}
+
+    Changes under reports/ do not count: bnbench writes them itself (a study run in a clone
+    rewrites its report), and they are no change to the code that ran."""
     def git(*args):
-        return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True, timeout=10)
+        return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=10)
     try:
         head = git("rev-parse", "HEAD")
         if head.returncode != 0:
             return {"sha": None, "dirty": None}
-        dirty = git("status", "--porcelain", "--untracked-files=no").stdout.strip() != ""
-        return {"sha": head.stdout.strip(), "dirty": dirty}
+        status = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)reports")
+        return {"sha": head.stdout.strip(), "dirty": status.stdout.strip() != ""}
     except (OSError, subprocess.SubprocessError):
         return {"sha": None, "dirty": None}
 
