@@ -14,7 +14,6 @@ import argparse
 import os
 import re
 import sys
-from datetime import datetime
 from pathlib import Path
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
@@ -81,13 +80,11 @@ def cmd_study(argv: list[str]) -> int:
 
         print("usage: bnbench study <name> [overrides]\nstudies: " + ", ".join(available()))
         return 0 if argv and argv[0] in ("-h", "--help") else 2
-    from bnbench.study.spec import load_study
+    from bnbench.study.spec import launch_of, load_study
 
     spec = load_study(argv[0])
     overrides = argv[1:]
-    # study.launch=<an earlier launch> relaunches it: jobs already recorded there are skipped
-    given = [o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0] == "study.launch"]
-    launch = given[-1] if given else datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    launch = launch_of(overrides)  # study.launch=<an earlier launch> relaunches it
     _run_hydra(["-m", "hydra/sweeper=study", f"hydra.sweeper.study={spec.path}", *STUDY_DEFAULTS,
                 f"study.name={spec.name}", f"study.launch={launch}", *overrides], preflight=False)
     cmd_report([spec.name, "--launch", launch, *_paths_args(overrides)])

@@ -32,9 +32,9 @@ def _mean_sd_pct(xs: list) -> str:
 
 def _steps(xs: list) -> str:
     """Median steps over seeds that reached the target, with the count that did."""
-    got = sorted(x for x in xs if x is not None)
     if not xs:
         return "–"
+    got = sorted(x for x in xs if x is not None)
     if not got:
         return f"never (0/{len(xs)})"
     med = got[len(got) // 2] if len(got) % 2 else (got[len(got) // 2 - 1] + got[len(got) // 2]) / 2

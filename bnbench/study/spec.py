@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import yaml
@@ -71,6 +72,13 @@ class StudySpec:
 def override_key(override: str) -> str:
     key = override.split("=", 1)[0]
     return key.lstrip("+~")
+
+
+def launch_of(overrides: list[str]) -> str:
+    """The launch a study's overrides name (`study.launch=...`, the last one wins, as in Hydra),
+    or a new one stamped now. Naming an earlier launch relaunches it."""
+    given = [o.split("=", 1)[1] for o in overrides if override_key(o) == "study.launch"]
+    return given[-1] if given else datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
 
 
 def dedupe(overrides: list[str]) -> list[str]:

@@ -49,11 +49,10 @@ class StudySweeper(Sweeper):
 
     def sweep(self, arguments: List[str]) -> Any:
         from bnbench.results.store import STUDY, read_json, write_json_atomic
-        from bnbench.study.spec import load_study, override_key
+        from bnbench.study.spec import launch_of, load_study
 
         spec = load_study(self.study_name)
-        given = [a.split("=", 1)[1] for a in arguments if override_key(a) == "study.launch"]
-        launch = given[-1] if given else datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+        launch = launch_of(arguments)
         jobs = spec.jobs(launch, self.seeds, arguments)
         # The sweep directory (outputs/${study.name}/${study.launch}) is read from this config by
         # every launcher: give it the study's name and launch, as each job's config has.
