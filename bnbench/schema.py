@@ -55,6 +55,8 @@ class NormConf:
     momentum: float = 0.1
     eps: float = 1e-5
     population_batches: int = 100
+    stats: str = "device"  # device | global | ghost: which values BN normalizes over (conf/norm/batch.yaml)
+    ghost_size: Optional[int] = None  # examples per ghost batch, only with stats=ghost
 
 
 # The seven modifications of Sec. 4.2.1: a state or a factor each, read in bnbench/recipe.py.

@@ -31,46 +31,160 @@ with E[x], Var[x] held in `running_mean`, `running_var`. How they are estimated:
 
 Both conventions match `torch.nn.BatchNorm*d`, so the two implementations are
 interchangeable (`norm.impl=torch|bnbench`).
+
+Which values form "the mini-batch" B is an ablation axis, `stats` (the paper does not say
+how its distributed training shared BN statistics between workers):
+
+* ``device`` (default): this process's batch. Under plain DDP each rank normalizes its own
+  slice of the global batch, exactly as in one process.
+* ``global``: the batches of every process in a torch.distributed group (the world by
+  default), as torch.nn.SyncBatchNorm does -- but with our own collectives, because
+  SyncBatchNorm refuses CPU/gloo. Forward: ONE all_gather of each process's packed
+  (count, mean, M2), combined with Chan et al.'s parallel formula; backward: ONE
+  all_reduce(SUM) of the packed per-feature [sum(g), sum(g * x_hat)]. Without an initialized
+  process group, or with one process, it is ``device``.
+* ``ghost``: every run of `ghost_size` consecutive examples of this process's batch is its own
+  B ("ghost batch normalization", Hoffer et al. 2017, "Train longer, generalize better").
+
+Inference (Alg. 2) is the same affine map in every mode. Running statistics: ``device`` and
+``global`` update from their B as above (``global``: the global mean and unbiased variance
+M/(M-1) * var, identical on every rank); ``ghost`` from the average over its ghost batches,
+see `BatchNorm`. `bnbench.nn.sync.average_running_stats` averages the ranks' estimates.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 from torch import nn
+
+STATS = ("device", "global", "ghost")
+
+
+def _wide(dtype: torch.dtype) -> torch.dtype:
+    """float32 for half/bfloat16 (a count of 1e6 values has no exact bf16), else `dtype`."""
+    return torch.promote_types(dtype, torch.float32)
+
+
+def _global_moments(mu: torch.Tensor, var: torch.Tensor, m: int, group):
+    """Mean, biased variance and count over the union of the batches of all processes in `group`.
+
+    Chan, Golub & LeVeque's parallel formula, for all P parts at once (M2 = m * var):
+
+        M = sum_p m_p     mean = sum_p m_p mean_p / M     M2 = sum_p M2_p + sum_p m_p (mean_p - mean)^2
+
+    Unlike all-reducing sum(x) and sum(x^2), nothing subtracts two large, nearly equal numbers
+    (E[x^2] - E[x]^2 loses every digit when |mean| >> std). Processes may hold batches of
+    different sizes, even empty ones, hence the counts. ONE all_gather of the packed
+    [m, mean, M2]; every process then combines the same numbers in the same order, so mean and
+    variance -- and the running statistics updated from them -- are bitwise equal on all ranks.
+    The count stays a tensor: reading it on the host would stall a GPU once per layer.
+    """
+    dtype = _wide(mu.dtype)
+    if m == 0:  # var_mean of nothing is NaN; an empty batch contributes nothing
+        mu, var = torch.zeros_like(mu), torch.zeros_like(var)
+    count = torch.full((1,), float(m), dtype=dtype, device=mu.device)
+    local = torch.cat([count, mu.to(dtype), var.to(dtype) * m])
+    gathered = local.new_empty(dist.get_world_size(group), local.numel())
+    # A list of views into one tensor: works on gloo and NCCL alike.
+    dist.all_gather(list(gathered.unbind(0)), local, group=group)
+    counts, means, m2s = gathered.split([1, mu.numel(), mu.numel()], dim=1)
+    total = counts.sum()
+    mean = (counts * means).sum(0) / total
+    m2 = m2s.sum(0) + (counts * (means - mean) ** 2).sum(0)
+    return mean.to(mu.dtype), (m2 / total).to(var.dtype), total
 
 
 class _BatchNormTrain(torch.autograd.Function):
-    """Alg. 1's transform with the paper's gradients (Sec. 3) as its backward."""
+    """Alg. 1's transform with the paper's gradients (Sec. 3) as its backward, for every `stats` mode.
+
+    The modes differ only in which values form B, and so in where mu_B, var_B and the
+    backward's two means over B come from; x_hat, y and dl/dx = gamma * rstd * (g - mean_B(g)
+    - x_hat * mean_B(g * x_hat)) are Alg. 1 / Sec. 3 unchanged. Hence one Function:
+
+    * device (ghost=None, group=None): B = the local batch; statistics of shape (C,).
+    * ghost=g: x is viewed as (N/g, g, C, *S) and each of the N/g ghost batches is a B;
+      statistics (N/g, C), broadcast over their ghost batch. gamma and beta are shared by all
+      ghost batches, so their gradients are summed over them.
+    * group (global): B = the batches of every process in `group` (`_global_moments`). The
+      backward all-reduces the two per-feature sums and divides by the global count M.
+      dgamma/dbeta stay this process's own sums, as in torch.nn.SyncBatchNorm: DDP averages
+      parameter gradients itself, and so sees the same per-rank contributions as for `device`.
+
+    Returns y, mu_B and the unbiased m/(m-1) * var_B that the running estimates use, per B.
+    """
 
     @staticmethod
-    def forward(ctx, x, weight, bias, eps: float, dims: list[int], shape: tuple[int, ...]):
+    def forward(ctx, x, weight, bias, eps: float, ghost: int | None, group):
+        c = x.shape[1]
+        if ghost is not None:
+            x = x.unflatten(0, (x.shape[0] // ghost, ghost))  # a view: dim 0 indexes ghost batches
+            dims = [1, *range(3, x.dim())]
+            stat_shape = (x.shape[0], 1, c) + (1,) * (x.dim() - 3)
+            param_shape = (1, 1, c) + (1,) * (x.dim() - 3)
+        else:
+            dims = [0, *range(2, x.dim())]
+            stat_shape = param_shape = (1, c) + (1,) * (x.dim() - 2)
         var_b, mu_b = torch.var_mean(x, dim=dims, unbiased=False)
+        m = x.numel() // mu_b.numel()  # values per B: examples x positions (Sec. 3.2)
+        if group is not None:
+            mu_b, var_b, m = _global_moments(mu_b, var_b, m, group)
         rstd = torch.rsqrt(var_b + eps)
-        x_hat = (x - mu_b.view(shape)) * rstd.view(shape)
+        x_hat = (x - mu_b.view(stat_shape)) * rstd.view(stat_shape)
+        y = torch.addcmul(bias.view(param_shape), x_hat, weight.view(param_shape))
         ctx.save_for_backward(x_hat, weight, rstd)
-        ctx.dims, ctx.shape = dims, shape
-        ctx.mark_non_differentiable(mu_b, var_b)
-        return torch.addcmul(bias.view(shape), x_hat, weight.view(shape)), mu_b, var_b
+        ctx.dims, ctx.stat_shape, ctx.ghost, ctx.group, ctx.m = dims, stat_shape, ghost, group, m
+        var_unbiased = var_b * (m / (m - 1))
+        ctx.mark_non_differentiable(mu_b, var_unbiased)
+        return (y if ghost is None else y.flatten(0, 1)), mu_b, var_unbiased
 
     @staticmethod
     def backward(ctx, g, _g_mu, _g_var):
         x_hat, weight, rstd = ctx.saved_tensors
-        dims, shape = ctx.dims, ctx.shape
-        m = x_hat.numel() // x_hat.shape[1]
-        dbeta = g.sum(dims)
-        dgamma = (g * x_hat).sum(dims)
-        dx = (weight * rstd).view(shape) * (g - (dbeta / m).view(shape) - x_hat * (dgamma / m).view(shape))
-        return dx, dgamma, dbeta, None, None, None
+        dims, shape, m = ctx.dims, ctx.stat_shape, ctx.m
+        if ctx.ghost is not None:
+            g = g.unflatten(0, x_hat.shape[:2])
+        sum_g = g.sum(dims)
+        sum_gx = (g * x_hat).sum(dims)
+        dbeta, dgamma = (sum_g, sum_gx) if ctx.ghost is None else (sum_g.sum(0), sum_gx.sum(0))
+        if ctx.group is not None:
+            packed = torch.cat([sum_g, sum_gx]).to(_wide(sum_g.dtype))  # a new tensor: dgamma, dbeta stay local
+            dist.all_reduce(packed, group=ctx.group)
+            sum_g, sum_gx = packed.to(sum_g.dtype).chunk(2)
+        dx = (weight * rstd).view(shape) * (g - (sum_g / m).view(shape) - x_hat * (sum_gx / m).view(shape))
+        return (dx if ctx.ghost is None else dx.flatten(0, 1)), dgamma, dbeta, None, None, None
 
 
 class BatchNorm(nn.Module):
-    """Batch Normalization over dimension 1 of (N, C) or (N, C, *spatial) inputs."""
+    """Batch Normalization over dimension 1 of (N, C) or (N, C, *spatial) inputs.
 
-    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1):
+    `stats` picks the values each feature is normalized over in training (module docstring):
+    "device", "global" (optionally over `process_group` instead of the world) or "ghost" with
+    `ghost_size` >= 2 examples per ghost batch; the batch size must be a multiple of it.
+
+    Running statistics under ``ghost``: each forward pass moves them towards the average over
+    its ghost batches of mu_B and of the unbiased m/(m-1) * var_B (m = ghost_size x positions).
+    That is what `device` gives for batches of ghost_size examples, and with momentum=None
+    (the population pass) it is Alg. 2 with ghost batches as its mini-batches: the statistics
+    the network was trained with. It is not the variance of the whole batch, which would also
+    count the spread between the ghost batches' means.
+    """
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
+                 stats: str = "device", ghost_size: int | None = None, process_group=None):
         super().__init__()
         if momentum is not None and not 0.0 < momentum <= 1.0:
             raise ValueError(f"momentum must be in (0, 1] (PyTorch convention) or None, got {momentum}")
+        if stats not in STATS:
+            raise ValueError(f"stats must be one of {STATS}, got {stats!r}")
+        if stats == "ghost" and (isinstance(ghost_size, bool) or not isinstance(ghost_size, int) or ghost_size < 2):
+            raise ValueError(f"stats='ghost' needs an integer ghost_size >= 2, got {ghost_size!r}")
+        if stats != "ghost" and ghost_size is not None:
+            raise ValueError(f"ghost_size={ghost_size} is only used with stats='ghost', got stats={stats!r}")
+        if stats != "global" and process_group is not None:
+            raise ValueError(f"process_group is only used with stats='global', got stats={stats!r}")
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        self.stats, self.ghost_size, self.process_group = stats, ghost_size, process_group
         self.weight = nn.Parameter(torch.ones(num_features))  # gamma
         self.bias = nn.Parameter(torch.zeros(num_features))  # beta
         self.register_buffer("running_mean", torch.zeros(num_features))
@@ -85,29 +199,50 @@ class BatchNorm(nn.Module):
     def _shape(self, x: torch.Tensor) -> tuple[int, ...]:
         return (1, self.num_features) + (1,) * (x.dim() - 2)
 
+    def _sync_group(self):
+        """The group `global` statistics span, or None where they are this process's own."""
+        if self.stats != "global" or not (dist.is_available() and dist.is_initialized()):
+            return None
+        group = self.process_group if self.process_group is not None else dist.group.WORLD
+        return group if dist.get_world_size(group) > 1 else None
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shape = self._shape(x)
         if not self.training:
             # Alg. 2, step 11: a fixed affine map.
+            shape = self._shape(x)
             scale = self.weight * torch.rsqrt(self.running_var + self.eps)
             shift = self.bias - self.running_mean * scale
             return x * scale.view(shape) + shift.view(shape)
 
-        dims = [0, *range(2, x.dim())]
-        m = x.numel() // self.num_features
-        if m < 2:
-            raise ValueError(
-                f"BatchNorm needs more than one value per feature in training (got a batch of shape "
-                f"{tuple(x.shape)}): the variance of a single value is zero"
-            )
-        y, mu_b, var_b = _BatchNormTrain.apply(x, self.weight, self.bias, self.eps, dims, shape)
+        group = self._sync_group()
+        if self.ghost_size is not None:
+            n, g = x.shape[0], self.ghost_size
+            if n == 0 or n % g:
+                raise ValueError(
+                    f"BatchNorm with stats='ghost' needs a batch size that is a positive multiple of "
+                    f"ghost_size: got a batch of {n} examples and ghost_size={g}"
+                )
+        elif group is None:
+            # Across processes only the global count matters: a rank may hold a single example.
+            m = x.numel() // self.num_features
+            if m < 2:
+                raise ValueError(
+                    f"BatchNorm needs more than one value per feature in training (got a batch of shape "
+                    f"{tuple(x.shape)}): the variance of a single value is zero"
+                )
+        y, mu_b, var_b = _BatchNormTrain.apply(x, self.weight, self.bias, self.eps, self.ghost_size, group)
         with torch.no_grad():
+            if self.ghost_size is not None:  # one estimate per ghost batch: their average (class docstring)
+                mu_b, var_b = mu_b.mean(0), var_b.mean(0)
             self.num_batches_tracked += 1
             w = 1.0 / self.num_batches_tracked.item() if self.momentum is None else self.momentum
             # Under autocast x may be bf16/fp16; the estimates stay in the buffers' dtype.
             self.running_mean.lerp_(mu_b.to(self.running_mean.dtype), w)
-            self.running_var.lerp_((var_b * (m / (m - 1))).to(self.running_var.dtype), w)
+            self.running_var.lerp_(var_b.to(self.running_var.dtype), w)
         return y
 
     def extra_repr(self) -> str:
-        return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"
+        s = f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"
+        if self.stats != "device":
+            s += f", stats={self.stats}" + (f", ghost_size={self.ghost_size}" if self.ghost_size else "")
+        return s

@@ -12,18 +12,21 @@ from collections.abc import Callable
 from torch import nn
 
 from bnbench.errors import ConfigError
-from bnbench.nn.batchnorm import BatchNorm
+from bnbench.nn.batchnorm import STATS, BatchNorm
 
 NormLayer = Callable[[int, bool], nn.Module]
 IMPLS = ("torch", "bnbench")
 INFERENCE = ("ema", "population")
 
 
-def create_norm(kind: str, impl: str = "torch", eps: float = 1e-5, momentum: float = 0.1, **_) -> NormLayer | None:
+def create_norm(kind: str, impl: str = "torch", eps: float = 1e-5, momentum: float = 0.1,
+                stats: str = "device", ghost_size: int | None = None, **_) -> NormLayer | None:
     """A factory for the layers of `norm.kind` (none | batch), or None for no normalization.
 
-    Keys of the norm config that concern inference (`inference`, `population_batches`) are
-    read by the training entry point, not here.
+    `stats` (device | global | ghost, with `ghost_size` for ghost) picks the values BN
+    normalizes over in training; see bnbench/nn/batchnorm.py. Like `impl`, it is not checked
+    for kind=none, which has no statistics. Keys of the norm config that concern inference
+    (`inference`, `population_batches`) are read by the training entry point, not here.
     """
     if kind == "none":
         return None
@@ -36,10 +39,22 @@ def create_norm(kind: str, impl: str = "torch", eps: float = 1e-5, momentum: flo
 
     if not isinstance(eps, (int, float)) or not eps > 0:
         raise ConfigError(f"norm.eps must be > 0, got {eps!r}")
+    if stats not in STATS:
+        raise ConfigError(f"norm.stats must be one of {STATS}, got {stats!r}")
+    if stats == "ghost" and ghost_size is None:
+        raise ConfigError("norm.stats=ghost needs norm.ghost_size (examples per ghost batch, >= 2), got null")
+    if ghost_size is not None and (isinstance(ghost_size, bool) or not isinstance(ghost_size, int) or ghost_size < 2):
+        raise ConfigError(f"norm.ghost_size must be an integer >= 2 (a ghost batch of one example has no variance), "
+                          f"got {ghost_size!r}")
+    if stats != "ghost" and ghost_size is not None:
+        raise ConfigError(f"norm.ghost_size={ghost_size} is only used with norm.stats=ghost, got norm.stats={stats}")
+    if stats != "device" and impl != "bnbench":
+        raise ConfigError(f"norm.stats={stats} is implemented by bnbench's own BN only: set norm.impl=bnbench "
+                          f"(got norm.impl={impl})")
 
     def norm_layer(num_features: int, spatial: bool = False) -> nn.Module:
         if impl == "bnbench":
-            return BatchNorm(num_features, eps=eps, momentum=momentum)
+            return BatchNorm(num_features, eps=eps, momentum=momentum, stats=stats, ghost_size=ghost_size)
         cls = nn.BatchNorm2d if spatial else nn.BatchNorm1d
         return cls(num_features, eps=eps, momentum=momentum)
 
