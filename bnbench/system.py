@@ -25,8 +25,8 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 class Classifier(pl.LightningModule):
     """Cross-entropy classification with SGD and an exponentially decaying learning rate.
 
-    Divergence: every `check_every` steps the training loss is checked; a non-finite loss or
-    one above `max_loss` nats (chance is ln(classes): 2.3 for 10, 6.9 for 1000) stops the
+    Divergence: every `check_every` steps the training loss (averaged over ranks) is checked;
+    a non-finite loss or one above `max_loss` nats (chance is ln(classes): 2.3 for 10, 6.9 for 1000) stops the
     run, and `diverged_at` holds the step.
     """
 
@@ -79,7 +79,10 @@ class Classifier(pl.LightningModule):
         self.last_loss = loss.detach()
         step = self.global_step
         if step % self.check_every == 0:
-            value = loss.item()
+            # Every rank must take the same decision (a rank stopping alone would leave the others
+            # waiting in a collective): judge the sum of the ranks' losses, which is non-finite
+            # when any of them is. One process: the loss itself.
+            value = self.trainer.strategy.reduce(loss.detach().clone(), reduce_op="sum").item() / self.trainer.world_size
             if not math.isfinite(value) or value > self.max_loss:
                 self.diverged_at = step
                 self.trainer.should_stop = True

@@ -26,6 +26,7 @@ from hydra.utils import instantiate, to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import TQDMProgressBar
 
+from bnbench.callbacks.sync_stats import AverageRunningStats
 from bnbench.callbacks.tracker import QUANTILES, RunTracker
 from bnbench.data.distort import build_distortion
 from bnbench.data.ordering import co_batch_rate
@@ -33,9 +34,11 @@ from bnbench.errors import ConfigError
 from bnbench.loggers import build_logger, finish_logger
 from bnbench.nn.norm import INFERENCE, create_norm
 from bnbench.nn.population import estimate_population_statistics
+from bnbench.nn.sync import average_running_stats
+from bnbench.parallel import ProcessPlan, RunContext, launch_workers, plan_processes, trainer_arguments
 from bnbench.recipe import Recipe, resolve_recipe
 from bnbench.results.env import fingerprint, git_state
-from bnbench.results.store import SCHEMA_VERSION, write_run
+from bnbench.results.store import RECORD, SCHEMA_VERSION, read_json, write_run
 from bnbench.results.targets import reach_table
 from bnbench.system import Classifier
 
@@ -52,18 +55,21 @@ class Parts:
     system: Classifier
 
 
-def build(cfg: DictConfig) -> Parts:
+def build(cfg: DictConfig, plan: ProcessPlan | None = None) -> Parts:
     """Everything a run needs but the Trainer; raises BnbenchError on bad input."""
+    plan = plan or plan_processes(cfg)
     recipe = resolve_recipe(cfg)
     norm = cfg.norm
     if norm.inference not in INFERENCE:
         raise ConfigError(f"norm.inference must be one of {INFERENCE}, got {norm.inference!r}")
-    if norm.kind == "batch" and cfg.data.batch_size < 2:
+    norm_layer = create_norm(**norm)  # checks norm.* first: batch_sizes reads norm.ghost_size
+    batches = batch_sizes(cfg, plan)
+    if norm.kind == "batch" and batches["norm_batch"] < 2:
         raise ConfigError(
-            f"norm=batch needs data.batch_size >= 2, got {cfg.data.batch_size}: "
+            f"norm=batch normalizes over {batches['norm_batch']} example(s) per batch (data.batch_size="
+            f"{cfg.data.batch_size} over {plan.world_size} process(es), norm.stats={norm.get('stats', 'device')}): "
             "the statistics of a one-example batch are undefined (var_B = 0)"
         )
-    norm_layer = create_norm(**norm)
     datamodule = instantiate(cfg.data, shuffle=recipe.shuffle, seed=cfg.seed)
     model = instantiate(
         cfg.model, in_shape=datamodule.in_shape, num_classes=datamodule.num_classes,
@@ -72,16 +78,35 @@ def build(cfg: DictConfig) -> Parts:
     distortion = build_distortion(datamodule.channels, recipe.brightness, recipe.contrast, recipe.saturation, recipe.hue)
     system = Classifier(model, recipe, datamodule.num_classes, distortion, cfg.run.max_loss, cfg.run.check_every,
                         cfg.run.channels_last)
-    check_trainer(cfg)
+    check_trainer(cfg, plan)
     return Parts(recipe, datamodule, system)
 
 
-def check_trainer(cfg: DictConfig) -> None:
+def batch_sizes(cfg: DictConfig, plan: ProcessPlan) -> dict:
+    """The run's batch semantics (README, "Multi-device and clusters"): `data.batch_size` (from
+    `recipe.batch_size`) is the global batch; each of the world's processes trains on an equal
+    slice of it; BN normalizes over the slice (`norm.stats=device`), the whole global batch
+    (`global`) or `norm.ghost_size` examples (`ghost`)."""
+    global_batch, world = cfg.data.batch_size, plan.world_size
+    if global_batch % world:
+        raise ConfigError(f"data.batch_size={global_batch} (the global batch, from recipe.batch_size) is not divisible "
+                          f"by the {world} processes of trainer.devices x trainer.num_nodes")
+    per_device = global_batch // world
+    stats, ghost = cfg.norm.get("stats", "device"), cfg.norm.get("ghost_size")
+    if stats == "ghost" and isinstance(ghost, int) and ghost >= 1 and per_device % ghost:
+        raise ConfigError(f"norm.ghost_size={ghost} does not divide the per-device batch of {per_device} "
+                          f"(data.batch_size={global_batch} over {world} process(es))")
+    norm_batch = {"global": global_batch, "ghost": ghost}.get(stats, per_device) if cfg.norm.kind == "batch" else None
+    return {"devices": world, "batch_per_device": per_device, "global_batch": global_batch, "norm_batch": norm_batch}
+
+
+def check_trainer(cfg: DictConfig, plan: ProcessPlan) -> None:
     """Lightning checks its arguments (max_steps, accelerator, precision...) when the Trainer is
     built: build one, without logger or callbacks, so a bad `trainer.*` value is a config error."""
     quiet_lightning()
     try:
-        instantiate(cfg.trainer, logger=False, callbacks=[], enable_progress_bar=False, enable_checkpointing=False)
+        instantiate(cfg.trainer, logger=False, callbacks=[], enable_progress_bar=False, enable_checkpointing=False,
+                    **trainer_arguments(plan))
     except Exception as e:  # Lightning raises MisconfigurationException, ValueError, TypeError...
         raise ConfigError(f"trainer: {' '.join(str(e).split())}") from None
 
@@ -108,13 +133,17 @@ def choices() -> dict:
 
 
 def accuracy(model: torch.nn.Module, batches) -> float:
+    """Accuracy over `batches`; under several processes, each passes its own block of the
+    held-out set and the counts are summed over ranks."""
     model.eval()
-    correct = total = 0
+    counts = torch.zeros(2, dtype=torch.float64)
     with torch.no_grad():
         for x, y in batches:
-            correct += (model(x).argmax(1) == y).sum().item()
-            total += len(y)
-    return correct / total
+            counts += torch.tensor([(model(x).argmax(1) == y).sum().item(), len(y)], dtype=torch.float64)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        counts = counts.to(next(model.parameters()).device)
+        torch.distributed.all_reduce(counts)
+    return (counts[0] / counts[1]).item()
 
 
 def quiet_lightning() -> None:
@@ -135,8 +164,8 @@ def co_batch(datamodule) -> float | None:
     return co_batch_rate(datamodule.train_order(0), datamodule.train_order(1), datamodule.batch_size)
 
 
-def make_record(cfg, parts: Parts, trainer, tracker: RunTracker, run_id: str, status: str, error, final_acc,
-                final_acc_ema, population_batches, started: datetime, wall_s: float, output_dir: Path) -> dict:
+def make_record(cfg, ctx: RunContext, plan: ProcessPlan, parts: Parts, trainer, tracker: RunTracker, status: str,
+                error, final_acc, final_acc_ema, population_batches, started: datetime, wall_s: float) -> dict:
     """The run's record (schema: README, "Results")."""
     curve = tracker.curve
     accs = [a for a in curve["acc"] if a is not None]
@@ -144,18 +173,21 @@ def make_record(cfg, parts: Parts, trainer, tracker: RunTracker, run_id: str, st
     targets = list(cfg.run.targets)
     return {
         "schema": SCHEMA_VERSION,
-        "run_id": run_id,
+        "run_id": ctx.run_id,
         "status": status,
         "error": error,
         "study": cfg.study.name,
         "launch": cfg.study.launch,
         "variant": cfg.study.variant,
         "seed": cfg.seed,
-        "choices": choices(),
-        "overrides": list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else [],
+        "choices": ctx.choices,
+        "overrides": ctx.overrides,
         "recipe": parts.recipe.as_dict(),
         "num_classes": parts.datamodule.num_classes,
         "co_batch_rate": co_batch(parts.datamodule),
+        # optimizer steps; batches: README, "Multi-device and clusters"
+        **batch_sizes(cfg, plan),
+        "launcher": plan.mode,
         "steps": trainer.global_step,
         "max_steps": trainer.max_steps,
         "diverged_at": parts.system.diverged_at,
@@ -174,7 +206,7 @@ def make_record(cfg, parts: Parts, trainer, tracker: RunTracker, run_id: str, st
         # the trainer's device: Lightning moves the module back to the CPU when fit ends
         "env": fingerprint(trainer.strategy.root_device),
         "config": OmegaConf.to_container(cfg, resolve=True),
-        "output_dir": str(output_dir),
+        "output_dir": ctx.output_dir,
     }
 
 
@@ -188,25 +220,41 @@ def record_dir(cfg: DictConfig, run_id: str | None = None) -> Path:
     return Path(to_absolute_path(cfg.paths.results)) / cfg.study.name / cfg.study.launch / f"{run_label(cfg)}_{run_id}"
 
 
-def run(cfg: DictConfig) -> dict:
+def run(cfg: DictConfig) -> dict | None:
+    """The Hydra task function: one job = one run = one record, on one process or N."""
+    quiet_lightning()
+    plan = plan_processes(cfg)
+    run_id = run_identity(cfg)
+    output_dir = HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else str(record_dir(cfg, run_id))
+    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    ctx = RunContext(run_id, output_dir, choices(), overrides)
+    if plan.mode != "spawn":
+        return train_process(cfg, ctx, plan)
+    build(cfg, plan)  # bad input fails here, before any process starts
+    return read_json(launch_workers(cfg, ctx, plan, record_dir(cfg, run_id) / RECORD))
+
+
+def train_process(cfg: DictConfig, ctx: RunContext, plan: ProcessPlan) -> dict | None:
+    """Train on this process (one of `plan.world_size`); rank 0 writes the record and returns it."""
     quiet_lightning()
     if cfg.run.threads:
         torch.set_num_threads(cfg.run.threads)  # joblib's workers are reused: set it every job
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    parts = build(cfg)
-    run_id = run_identity(cfg)
+    parts = build(cfg, plan)
     label = run_label(cfg)
-    run_dir = record_dir(cfg, run_id)
-    output_dir = Path(HydraConfig.get().runtime.output_dir) if HydraConfig.initialized() else run_dir
+    run_dir = record_dir(cfg, ctx.run_id)
+    output_dir = Path(ctx.output_dir)
     model = parts.system.model
-    probe = parts.datamodule.fixed_batch(cfg.run.probe_batch) if hasattr(model, "probe_point") else None
+    probe = parts.datamodule.fixed_batch(cfg.run.probe_batch) if hasattr(model, "probe_point") and plan.is_zero else None
     bar = cfg.trainer.enable_progress_bar
-    bar = sys.stderr.isatty() if bar is None else bar  # null: a bar on a terminal, else log lines
-    tracker = RunTracker(label, probe, progress_lines=not bar)
+    bar = sys.stderr.isatty() and plan.is_zero if bar is None else bar  # null: a bar on a terminal, else log lines
+    tracker = RunTracker(label, probe, progress_lines=not bar and plan.is_zero)
     callbacks = [tracker, TQDMProgressBar(refresh_rate=25)] if bar else [tracker]
-    logger = build_logger(cfg, run_id, choices(), output_dir)
-    trainer = instantiate(cfg.trainer, logger=logger or False, callbacks=callbacks,
-                          enable_progress_bar=bar, default_root_dir=str(output_dir))
+    if plan.world_size > 1:
+        callbacks.append(AverageRunningStats())
+    logger = build_logger(cfg, ctx.run_id, ctx.choices, output_dir) if plan.is_zero else None
+    trainer = instantiate(cfg.trainer, logger=logger or False, callbacks=callbacks, enable_progress_bar=bar,
+                          default_root_dir=str(output_dir), **trainer_arguments(plan))
 
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
@@ -219,24 +267,28 @@ def run(cfg: DictConfig) -> dict:
             status = "completed"
             final_acc = tracker.curve["acc"][-1] if tracker.curve["acc"] else None
             if final_acc is not None and cfg.norm.kind == "batch" and cfg.norm.inference == "population":
-                # Alg. 2: replace the moving averages by population statistics, then evaluate.
+                # Alg. 2: replace the moving averages by population statistics (each rank over its
+                # own batches, then averaged over ranks), then evaluate.
                 final_acc_ema = final_acc
                 population_batches = estimate_population_statistics(
                     model, iter(parts.datamodule.train_dataloader()), cfg.norm.population_batches)
+                average_running_stats(model)
                 final_acc = accuracy(model, parts.datamodule.val_dataloader())
     except Exception as e:
         status, error = "failed", f"{type(e).__name__}: {e}"
         raise
     finally:
-        if status is None:  # interrupted (Ctrl-C, SystemExit): no record, nothing half-written
+        if not plan.is_zero:
+            pass  # rank 0 alone records the run
+        elif status is None:  # interrupted (Ctrl-C, SystemExit): no record, nothing half-written
             finish_logger(logger, None, failed=True)
         else:
-            record = make_record(cfg, parts, trainer, tracker, run_id, status, error, final_acc, final_acc_ema,
-                                 population_batches, started, time.perf_counter() - t0, output_dir)
+            record = make_record(cfg, ctx, plan, parts, trainer, tracker, status, error, final_acc, final_acc_ema,
+                                 population_batches, started, time.perf_counter() - t0)
             path = write_run(run_dir, record, {**tracker.curve, "probe_quantiles": list(QUANTILES),
                                                "probe": tracker.probe})
             finish_logger(logger, record, failed=status == "failed")
             best = record["best_acc"]
             log.info("[%s] %s after %d steps: best acc %s, wall %.0fs -> %s", label, status, record["steps"],
                      "n/a" if best is None else f"{best:.4f}", record["wall_s"], path)
-    return record
+    return record if plan.is_zero else None

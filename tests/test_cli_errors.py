@@ -60,7 +60,7 @@ def test_mnist_without_root_says_where_to_put_it(tmp_path):
     (["recipe.lr=-0.1"], ["recipe.lr", "-0.1"]),
     (["recipe.lr=0"], ["recipe.lr", "> 0"]),
     (["lr.scale=0"], ["lr.scale"]),
-    (["norm=batch", "recipe.batch_size=1"], ["norm=batch", "data.batch_size", "got 1"]),
+    (["norm=batch", "recipe.batch_size=1"], ["norm=batch", "data.batch_size=1", "over 1 example(s)"]),
     (["model=bn_inception"], ["recipe/fashion_mnist_bn_inception"]),
     (["trainer.max_steps=-5"], ["trainer", "max_steps", "-5"]),
     (["data.batch_size=0"], ["data.batch_size", "got 0"]),

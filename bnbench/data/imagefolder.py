@@ -28,9 +28,10 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 from bnbench.data.ordering import MODES, epoch_order
+from bnbench.data.ranks import eval_block, per_rank_batch, rank_and_world, rank_order
 from bnbench.errors import ConfigError, DataError
 
 SPLITS = ("train", "val")
@@ -206,15 +207,17 @@ class EpochSampler(Sampler):
     with the index because persistent workers hold their own copy of the dataset.
     """
 
-    def __init__(self, n: int, shuffle: str, num_shards: int, seed: int):
+    def __init__(self, n: int, shuffle: str, num_shards: int, seed: int, batch_size: int = 1, rank: int = 0,
+                 world: int = 1):
         self.n, self.shuffle, self.num_shards, self.seed = n, shuffle, num_shards, seed
+        self.batch_size, self.rank, self.world = batch_size, rank, world  # global batch; data/ranks.py
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return self.n
+        return self.n // self.batch_size * self.batch_size // self.world
 
     def order(self, epoch: int) -> torch.Tensor:
         g = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
@@ -223,7 +226,7 @@ class EpochSampler(Sampler):
     def __iter__(self):
         epoch = self.epoch
         self.epoch += 1
-        for i in self.order(epoch).tolist():
+        for i in rank_order(self.order(epoch), self.batch_size, self.rank, self.world).tolist():
             yield epoch, i
 
 
@@ -289,20 +292,23 @@ class ImageFolderDataModule(pl.LightningDataModule):
             self.val_set = EvalImages(self.dirs["val"], *self.val_files, self.image_size, self.resize)
 
     def train_sampler(self) -> EpochSampler:
-        return EpochSampler(len(self.train_files[1]), self.shuffle, self.num_shards, self.seed)
+        return EpochSampler(len(self.train_files[1]), self.shuffle, self.num_shards, self.seed, self.batch_size,
+                            *rank_and_world(self.trainer))
 
     def train_dataloader(self) -> DataLoader:
         self.setup()
+        _, world = rank_and_world(self.trainer)
         return DataLoader(
-            self.train_set, batch_size=self.batch_size, sampler=self.train_sampler(),
+            self.train_set, batch_size=per_rank_batch(self.batch_size, world), sampler=self.train_sampler(),
             num_workers=self.num_workers, drop_last=True,
             persistent_workers=self.num_workers > 0, pin_memory=False,
         )
 
     def val_dataloader(self) -> DataLoader:
         self.setup()
+        start, stop = eval_block(len(self.val_set), *rank_and_world(self.trainer))
         return DataLoader(
-            self.val_set, batch_size=self.eval_batch_size, shuffle=False,
+            Subset(self.val_set, range(start, stop)), batch_size=self.eval_batch_size, shuffle=False,
             num_workers=self.num_workers, drop_last=False,
             persistent_workers=self.num_workers > 0, pin_memory=False,
         )

@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from bnbench.data.idx import find_idx, read_idx
 from bnbench.data.ordering import MODES, epoch_order
+from bnbench.data.ranks import eval_block, rank_and_world, rank_order
 from bnbench.errors import ConfigError, DataError
 
 SPLITS = {
@@ -56,12 +57,15 @@ class BatchStream(IterableDataset):
     """Full mini-batches of one epoch, in the order `shuffle` prescribes (drop-last).
 
     The epoch counter advances on every pass, so each epoch gets its own order from
-    (seed, epoch): the same seed reproduces the same sequence of batches.
+    (seed, epoch): the same seed reproduces the same sequence of batches. `batch_size` is the
+    global batch; rank `rank` of `world` processes gets its slice of each (data/ranks.py).
     """
 
-    def __init__(self, images, labels, batch_size: int, shuffle: str, num_shards: int, seed: int):
+    def __init__(self, images, labels, batch_size: int, shuffle: str, num_shards: int, seed: int,
+                 rank: int = 0, world: int = 1):
         self.images, self.labels = images, labels
         self.batch_size, self.shuffle, self.num_shards, self.seed = batch_size, shuffle, num_shards, seed
+        self.rank, self.world = rank, world
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -72,17 +76,19 @@ class BatchStream(IterableDataset):
         return epoch_order(self.shuffle, len(self.labels), self.num_shards, g)
 
     def __iter__(self):
-        order = self.order(self.epoch).to(self.images.device)
+        order = rank_order(self.order(self.epoch), self.batch_size, self.rank, self.world).to(self.images.device)
         self.epoch += 1
-        for idx in order[: len(self) * self.batch_size].view(len(self), self.batch_size):
+        for idx in order.view(len(self), -1):
             yield self.images[idx], self.labels[idx]
 
 
 class Chunks(IterableDataset):
-    """The evaluation set in consecutive chunks (every example exactly once)."""
+    """The evaluation set in consecutive chunks (every example exactly once); under N
+    processes, this rank's contiguous block of it (data/ranks.py)."""
 
-    def __init__(self, images, labels, chunk: int):
-        self.images, self.labels, self.chunk = images, labels, chunk
+    def __init__(self, images, labels, chunk: int, rank: int = 0, world: int = 1):
+        start, stop = eval_block(len(labels), rank, world)
+        self.images, self.labels, self.chunk = images[start:stop], labels[start:stop], chunk
 
     def __len__(self) -> int:
         return -(-len(self.labels) // self.chunk)
@@ -144,13 +150,14 @@ class IDXDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         self.setup()
         self._on_device()
-        stream = BatchStream(*self.train_set, self.batch_size, self.shuffle, self.num_shards, self.seed)
+        stream = BatchStream(*self.train_set, self.batch_size, self.shuffle, self.num_shards, self.seed,
+                             *rank_and_world(self.trainer))
         return DataLoader(stream, batch_size=None)
 
     def val_dataloader(self) -> DataLoader:
         self.setup()
         self._on_device()
-        return DataLoader(Chunks(*self.test_set, self.eval_batch_size), batch_size=None)
+        return DataLoader(Chunks(*self.test_set, self.eval_batch_size, *rank_and_world(self.trainer)), batch_size=None)
 
     def fixed_batch(self, n: int) -> torch.Tensor:
         """The first n test images: the fixed batch the activation probe looks at."""

@@ -13,6 +13,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset
 
 from bnbench.data.ordering import MODES
+from bnbench.data.ranks import per_rank_batch, rank_and_world
 from bnbench.errors import ConfigError
 
 
@@ -51,13 +52,20 @@ class SyntheticDataModule(pl.LightningDataModule):
     def _device(self):
         return self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
 
+    def _rank_batch(self) -> tuple[int, int]:
+        """(this rank's slice of the global batch, a seed offset so ranks see different data)."""
+        rank, world = rank_and_world(self.trainer)
+        return per_rank_batch(self.batch_size, world), 1000 * rank
+
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(RandomBatches(self.in_shape, self.num_classes, self.batch_size, self.batches_per_epoch,
-                                        self._device(), self.seed), batch_size=None)
+        b, offset = self._rank_batch()
+        return DataLoader(RandomBatches(self.in_shape, self.num_classes, b, self.batches_per_epoch,
+                                        self._device(), self.seed + offset), batch_size=None)
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(RandomBatches(self.in_shape, self.num_classes, self.batch_size, self.eval_batches,
-                                        self._device(), self.seed + 1), batch_size=None)
+        b, offset = self._rank_batch()
+        return DataLoader(RandomBatches(self.in_shape, self.num_classes, b, self.eval_batches,
+                                        self._device(), self.seed + 1 + offset), batch_size=None)
 
     def fixed_batch(self, n: int) -> torch.Tensor:
         return torch.rand((n, *self.in_shape), generator=torch.Generator().manual_seed(self.seed))

@@ -1,0 +1,172 @@
+"""Multi-process runs (trainer=ddp, gloo on CPU): one job = one run = one record, exactly-once
+evaluation, batch semantics, determinism across processes, and Hydra multiruns.
+
+BN statistics across processes (norm.stats) are tested layer by layer in test_bn_stats.py.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from bnbench.data.in_memory import IDXDataModule
+from bnbench.data.ranks import eval_block, rank_order
+from bnbench.parallel import plan_processes
+from conftest import compose, make_idx_dataset, records_under, run_cli
+from wandb_log import summary_and_run
+
+# 201 held-out examples: not divisible by 2 processes, so a padding sampler would count one twice
+N_TEST = 201
+DDP = ["trainer=ddp", "trainer.devices=2", "trainer.accelerator=cpu", "experiment=mnist_bn"]
+
+
+@pytest.fixture(scope="module")
+def odd_data(tmp_path_factory) -> Path:
+    return make_idx_dataset(tmp_path_factory.mktemp("odd_idx"), n_train=600, n_test=N_TEST, seed=1)
+
+
+def only_record(root: Path) -> dict:
+    paths = records_under(root)
+    assert len(paths) == 1, paths
+    return json.loads(paths[0].read_text())
+
+
+def curves_of(root: Path) -> dict:
+    return json.loads((records_under(root)[0].parent / "curves.json").read_text())
+
+
+# --- how the data is shared out ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("world", [1, 2, 3, 4])
+@pytest.mark.parametrize("n", [10, 201, 2000])
+def test_every_held_out_example_is_evaluated_exactly_once(n, world):
+    blocks = [eval_block(n, r, world) for r in range(world)]
+    covered = torch.cat([torch.arange(*b) for b in blocks])
+    assert covered.tolist() == list(range(n))
+    assert max(b[1] - b[0] for b in blocks) - min(b[1] - b[0] for b in blocks) <= 1
+
+
+@pytest.mark.parametrize("world", [2, 4])
+def test_ranks_share_each_global_batch_and_together_see_what_one_process_sees(world):
+    order = torch.randperm(103, generator=torch.Generator().manual_seed(0))
+    b = 8  # global batch
+    slices = [rank_order(order, b, r, world).view(-1, b // world) for r in range(world)]
+    together = torch.cat(slices, dim=1)  # step k: every rank's slice, rank by rank
+    assert torch.equal(together, order[: 103 // b * b].view(-1, b))
+
+
+def test_data_module_gives_each_rank_its_slice_and_its_block(odd_data):
+    def loaders(rank, world):
+        dm = IDXDataModule("mnist", str(odd_data), batch_size=20, eval_batch_size=50, seed=3)
+        dm.trainer = SimpleNamespace(global_rank=rank, world_size=world, strategy=SimpleNamespace(
+            root_device=torch.device("cpu")))
+        return list(dm.train_dataloader()), list(dm.val_dataloader())
+
+    (train1, val1), ranks = loaders(0, 1), [loaders(r, 2) for r in range(2)]
+    assert len(ranks[0][0]) == len(ranks[1][0]) == len(train1) == 30
+    for step, (x, y) in enumerate(train1):  # the global batch = rank 0's slice, then rank 1's
+        assert ranks[0][0][step][0].shape[0] == 10
+        assert torch.equal(torch.cat([ranks[0][0][step][1], ranks[1][0][step][1]]), y)
+    val_labels = torch.cat([y for _, y in val1])
+    assert len(val_labels) == N_TEST
+    assert torch.equal(torch.cat([y for r in ranks for _, y in r[1]]), val_labels)
+
+
+# --- configuration ------------------------------------------------------------------------------
+
+
+def test_ddp_config_plans_two_spawned_processes():
+    cfg = compose(DDP)
+    plan = plan_processes(cfg)
+    assert (plan.mode, plan.world_size, plan.rank, plan.ddp) == ("spawn", 2, 0, True)
+    assert plan_processes(compose([])).mode == "single"
+
+
+@pytest.mark.parametrize("overrides, words", [
+    (["+trainer.strategy=ddp_spawn", "trainer.devices=2"], ["trainer.strategy=ddp_spawn", "trainer=ddp"]),
+    ([*DDP, "recipe.batch_size=61"], ["data.batch_size=61", "not divisible"]),
+    ([*DDP, "trainer.devices=0"], ["trainer.devices"]),
+    ([*DDP, "trainer.num_nodes=2"], ["trainer.num_nodes=2", "hydra/launcher=slurm"]),
+])
+def test_bad_multi_process_settings_are_one_line_errors(tiny_data, tmp_path, overrides, words):
+    proc = run_cli("train", f"data.root={tiny_data}", "logger=none", *overrides, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("bnbench: error:"), proc.stderr
+    for word in words:
+        assert word in lines[0]
+    assert not records_under(tmp_path) and not (tmp_path / "outputs").exists()
+
+
+# --- real 2-process runs ------------------------------------------------------------------------
+
+
+def test_two_process_run_is_one_run_with_one_record_and_is_deterministic(odd_data, tmp_path):
+    args = ["train", f"data.root={odd_data}", *DDP, "trainer.max_steps=30", "run.eval_every=10",
+            "run.targets=[0.3,0.99]", "norm.impl=bnbench", "norm.stats=global"]
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    first = run_cli(*args, cwd=tmp_path / "a", timeout=240)
+    assert first.returncode == 0, first.stderr[-3000:]
+    rec = only_record(tmp_path / "a" / "results")
+    assert rec["status"] == "completed" and rec["steps"] == 30  # optimizer steps
+    assert (rec["devices"], rec["batch_per_device"], rec["global_batch"], rec["norm_batch"]) == (2, 30, 60, 60)
+    assert rec["launcher"] == "spawn"
+    # every held-out example counted once: accuracies are multiples of 1/201, not of 1/202
+    curves = curves_of(tmp_path / "a" / "results")
+    assert curves["step"] == [10, 20, 30]
+    for acc in curves["acc"]:
+        assert abs(acc * N_TEST - round(acc * N_TEST)) < 1e-3, acc
+    assert any(0 < acc < 1 for acc in curves["acc"])
+    # one W&B run, from rank 0, holding the record's figures; one output folder
+    runs = list((tmp_path / "a" / "outputs").rglob("offline-run-*/*.wandb"))
+    assert len(runs) == 1, runs
+    summary, run = summary_and_run(runs[0])
+    assert summary["best_acc"] == pytest.approx(rec["best_acc"]) and run["exit_code"] == 0
+    assert len(list((tmp_path / "a" / "outputs" / "adhoc").iterdir())) == 1
+    assert not (tmp_path / "a" / "multirun").exists() and not (tmp_path / "a" / "lightning_logs").exists()
+    # the same command again: the same record (determinism across processes)
+    second = run_cli(*args, cwd=tmp_path / "b", timeout=240)
+    assert second.returncode == 0, second.stderr[-3000:]
+    again = only_record(tmp_path / "b" / "results")
+    for key in ("run_id", "steps", "best_acc", "best_step", "final_acc", "steps_to_target"):
+        assert again[key] == rec[key], key
+    assert curves_of(tmp_path / "b" / "results")["loss"] == curves["loss"]
+
+
+def test_multirun_of_two_process_jobs_gives_one_record_and_one_wandb_run_per_job(odd_data, tmp_path):
+    """Lightning's own ddp launcher would re-run the sweep in every child (PITFALLS.md)."""
+    proc = run_cli("train", "-m", f"data.root={odd_data}", *DDP, "trainer.max_steps=20", "run.eval_every=10",
+                   "seed=0,1", cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    recs = [json.loads(p.read_text()) for p in records_under(tmp_path / "results")]
+    assert sorted(r["seed"] for r in recs) == [0, 1] and {r["devices"] for r in recs} == {2}
+    runs = list(tmp_path.rglob("offline-run-*/*.wandb"))
+    assert len(runs) == 2, runs
+    assert sorted(summary_and_run(p)[0]["best_acc"] for p in runs) == pytest.approx(sorted(r["best_acc"] for r in recs))
+    # Hydra's sweep folder holds the two jobs and nothing else; no stray run folders
+    sweeps = list((tmp_path / "outputs" / "adhoc").iterdir())
+    assert len(sweeps) == 1
+    assert sorted(p.name for p in sweeps[0].iterdir() if p.is_dir()) == ["0", "1"]
+    assert not (tmp_path / "multirun").exists() and not (tmp_path / "lightning_logs").exists()
+
+
+@pytest.mark.parametrize("launcher", ["local", "submitit_local"])
+def test_study_with_a_two_process_job_gives_one_record_per_job(odd_data, tmp_path, launcher):
+    """Under `bnbench study` (joblib's reused workers, or submitit's process per job) a
+    2-process job is one run: one record, one W&B run."""
+    study = tmp_path / "mixed.yaml"
+    study.write_text("seeds: [0]\nvariants:\n  one: [experiment=mnist_bn]\n"
+                     "  two: [experiment=mnist_bn, trainer=ddp, trainer.devices=2, trainer.accelerator=cpu]\n"
+                     "reference: one\n")
+    proc = run_cli("study", str(study), f"hydra/launcher={launcher}", f"data.root={odd_data}",
+                   "trainer.max_steps=20", "run.eval_every=10", cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    recs = [json.loads(p.read_text()) for p in records_under(tmp_path / "results")]
+    assert sorted((r["variant"], r["devices"]) for r in recs) == [("one", 1), ("two", 2)]
+    assert len(list(tmp_path.rglob("offline-run-*/*.wandb"))) == 2
+    assert (tmp_path / "reports" / "mixed" / "report.md").exists()
