@@ -14,7 +14,7 @@ from bnbench.errors import ConfigError
 from bnbench.report import plots
 from bnbench.report.claims import evaluate
 from bnbench.report.drift import drift_summary
-from bnbench.report.summary import VariantSummary, cell_of, contrast, geo_mean, mean_sd, summarize
+from bnbench.report.summary import VariantSummary, cell_of, contrast, geo_mean, lookup, mean_sd, summarize
 from bnbench.results.store import STUDY, read_json, read_records, write_text_atomic
 from bnbench.study.spec import parse_study
 
@@ -81,10 +81,12 @@ def runs_csv(records: list[dict], grid_keys: list[str]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     targets = sorted({t for r in records for t in r["steps_to_target"]}, key=float)
-    w.writerow(["variant", "seed", *grid_keys, "status", "steps", "diverged_at", "best_acc", "best_step",
+    w.writerow(["variant", "seed", *grid_keys, "devices", "norm_batch", "status", "steps", "diverged_at", "best_acc",
+                "best_step",
                 "final_acc", *(f"steps_to_{t}" for t in targets), "train_s", "wall_s", "run_id"])
     for r in records:
-        w.writerow([r["variant"], r["seed"], *cell_of(r, grid_keys), r["status"], r["steps"], r["diverged_at"],
+        w.writerow([r["variant"], r["seed"], *cell_of(r, grid_keys), r.get("devices", 1), r.get("norm_batch"),
+                    r["status"], r["steps"], r["diverged_at"],
                     r["best_acc"], r["best_step"], r["final_acc"], *(r["steps_to_target"].get(t) for t in targets),
                     f"{r['train_s']:.1f}", f"{r['wall_s']:.1f}", r["run_id"]])
     return buf.getvalue()
@@ -108,6 +110,9 @@ def build_report(launch_dir: Path, out_dir: Path | None = None, out_root: Path =
 
     figures = [plots.accuracy_curves(cells, keys, out / "accuracy.png", f"{spec.name}: held-out accuracy")]
     fig = plots.sigmoid_inputs(cells, keys, out / "sigmoid_inputs.png", list(spec.variants))
+    if fig:
+        figures.append(fig)
+    fig = plots.by_norm_batch(cells, keys, out / "norm_batch.png", spec.reference)
     if fig:
         figures.append(fig)
 
@@ -194,6 +199,7 @@ def _render(spec, meta, records, cells, keys, figures, launch_dir) -> str:
         if show_rate:
             L += ["Pairs re-batched (Sec. 4.2.1, modification 6): of the example pairs sharing a mini-batch in one "
                   "epoch, the fraction sharing one again in the next, under each variant's shuffling.", ""]
+        L += _norm_batch_section(by_variant)
         drift_rows = []
         for name, s in by_variant.items():
             ds = [drift_summary(r.record["curves"].get("probe")) for r in s.rows]
@@ -232,6 +238,28 @@ def _render(spec, meta, records, cells, keys, figures, launch_dir) -> str:
                    _pct(r["final_acc"]), f"{r['train_s']:.0f}", f"`{r['run_id']}`"] for r in records]), ""]
     L += [f"Records: `{_relative(launch_dir)}`.", ""]
     return "\n".join(L)
+
+
+def _norm_batch_section(by_variant: dict) -> list[str]:
+    """Where variants differ in how many processes they ran on or how many examples BN
+    normalized over: those numbers per variant (records made before they were recorded: 1
+    process, unknown batch)."""
+    def one(s, key, default=None):
+        values = sorted({r.record.get(key, default) for r in s.rows}, key=str)
+        return ", ".join("?" if v is None else str(v) for v in values) or "–"
+
+    shapes = {(one(s, "devices", 1), one(s, "norm_batch")) for s in by_variant.values() if s.rows}
+    if len(shapes) < 2:
+        return []
+    rows = [[f"`{name}`", one(s, "devices", 1), one(s, "launcher", "single"),
+             ", ".join(sorted({str(lookup(r.record["config"], "norm.stats") or "device") for r in s.rows})),
+             one(s, "norm_batch"), one(s, "batch_per_device"), one(s, "global_batch")]
+            for name, s in by_variant.items() if s.rows]
+    return ["Processes and batches: `norm.stats` says what BN normalizes over (device: each process's slice; "
+            "global: the whole global batch, synchronized; ghost: `norm.ghost_size` examples); the normalization "
+            "batch is that number of examples.", "",
+            _table(["variant", "processes", "launcher", "norm.stats", "normalization batch", "batch per device",
+                    "global batch"], rows), ""]
 
 
 def _cell(record, keys):

@@ -112,3 +112,50 @@ def sigmoid_inputs(cells: dict, keys: list[str], path: Path, variants: list[str]
         summary_ax.grid(alpha=0.3)
         summary_ax.legend(fontsize=8)
     return _save(fig, path)
+
+
+def by_norm_batch(cells: dict, keys: list[str], path: Path, reference: str | None) -> Path | None:
+    """Best accuracy and steps to the reference's best against the number of examples BN
+    normalizes over (record `norm_batch`), one point per run, the mean over seeds joined;
+    one-process runs (ghost batches, the whole batch) and multi-process runs (DDP) marked apart.
+    None when the runs all normalize over the same batch."""
+    if len({r.record.get("norm_batch") for bv in cells.values() for s in bv.values() for r in s.rows}) < 2:
+        return None
+    fig, axes = plt.subplots(len(cells), 2, figsize=(11, 4 * len(cells)), squeeze=False)
+    for (cell, by_variant), (acc_ax, steps_ax) in zip(cells.items(), axes):
+        for devices_multi, marker, label in ((False, "o", "1 process"), (True, "s", "several processes (DDP)")):
+            points = {}  # norm batch -> (best accs, steps)
+            for summary in by_variant.values():
+                for row in summary.rows:
+                    r = row.record
+                    if r.get("norm_batch") is None or (r.get("devices", 1) > 1) != devices_multi:
+                        continue
+                    accs, steps = points.setdefault(r["norm_batch"], ([], []))
+                    accs.append(r["best_acc"])
+                    steps.append(row.steps)
+            if not points:
+                continue
+            xs = sorted(points)
+            color = COLORS[int(devices_multi)]
+            shift = 1.06 if devices_multi else 1.0  # side by side where both exist
+            for x in xs:
+                accs, steps = points[x]
+                acc_ax.plot([x * shift] * len(accs), [a for a in accs], marker, color=color, alpha=0.35, ms=5)
+                got = [s for s in steps if s is not None]
+                steps_ax.plot([x * shift] * len(got), got, marker, color=color, alpha=0.35, ms=5)
+            acc_ax.plot([x * shift for x in xs], [np.mean([a for a in points[x][0] if a is not None]) for x in xs],
+                        marker + "-", color=color, label=label)
+            med = [(x, np.median([s for s in points[x][1] if s is not None])) for x in xs
+                   if any(s is not None for s in points[x][1])]
+            if med:
+                steps_ax.plot([x * shift for x, _ in med], [m for _, m in med], marker + "-", color=color, label=label)
+        for ax, ylabel in ((acc_ax, "best held-out accuracy"),
+                           (steps_ax, f"steps to `{reference}`'s best\n(runs that never reach it: not drawn)")):
+            ax.set_xscale("log", base=2)
+            ax.set_xlabel("examples per BN batch (normalization batch)")
+            ax.set_ylabel(ylabel)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8)
+            ax.set_title(cell_title(keys, cell), fontsize=9)
+    fig.suptitle("BN statistics over how many examples: mean over seeds (line), each run (dots)")
+    return _save(fig, path)
