@@ -174,9 +174,13 @@ def cluster_environment(plan: ProcessPlan):
 def trainer_arguments(plan: ProcessPlan) -> dict:
     """Trainer arguments that put this process in its run: a DDP strategy with bnbench's
     cluster environment, or nothing for a plain single-process run."""
-    if not plan.ddp:
-        return {}
+    from lightning_fabric.plugins.environments import SLURMEnvironment
     from pytorch_lightning.strategies import DDPStrategy
+
+    if not plan.ddp:
+        # One process in a SLURM job: Lightning would pick SLURMEnvironment with its own
+        # auto-requeue on SIGUSR1; submitit owns requeueing (exactly one component may).
+        return {"plugins": [SLURMEnvironment(auto_requeue=False)]} if SLURMEnvironment.detect() else {}
 
     # broadcast_buffers=False: each rank keeps its own moving averages during training and
     # bnbench averages them over ranks before every evaluation (callbacks/sync_stats.py),

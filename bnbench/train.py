@@ -154,6 +154,9 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*`IterableDataset` has `__len__` defined.*")
     warnings.filterwarnings("ignore", message=".*overridden `on_after_batch_transfer`.*")
     warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\)` is deprecated.*")
+    # Lightning's hint on any machine with SLURM's client installed; bnbench picks the cluster
+    # environment itself (bnbench/parallel.py)
+    warnings.filterwarnings("ignore", message=".*The `srun` command is available on your system but is not used.*")
 
 
 def co_batch(datamodule) -> float | None:

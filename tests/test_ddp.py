@@ -170,3 +170,28 @@ def test_study_with_a_two_process_job_gives_one_record_per_job(odd_data, tmp_pat
     assert sorted((r["variant"], r["devices"]) for r in recs) == [("one", 1), ("two", 2)]
     assert len(list(tmp_path.rglob("offline-run-*/*.wandb"))) == 2
     assert (tmp_path / "reports" / "mixed" / "report.md").exists()
+
+
+# --- ranks started by a scheduler ---------------------------------------------------------------
+
+
+def test_slurm_tasks_are_the_ranks_and_lightning_does_not_requeue(monkeypatch):
+    """Under SLURM with one task per device the tasks are the ranks (Lightning spawns nothing),
+    and Lightning's own requeue is off: submitit requeues (exactly one component)."""
+    from lightning_fabric.plugins.environments import SLURMEnvironment
+
+    from bnbench.errors import ConfigError
+    from bnbench.parallel import trainer_arguments
+
+    for key, value in {"SLURM_NTASKS": "2", "SLURM_NTASKS_PER_NODE": "2", "SLURM_PROCID": "1", "SLURM_LOCALID": "1", "SLURM_JOB_ID": "7",
+                       "SLURM_NODELIST": "node1", "SLURM_JOB_NAME": "bnbench"}.items():
+        monkeypatch.setenv(key, value)
+    plan = plan_processes(compose(DDP))
+    assert (plan.mode, plan.rank, plan.world_size) == ("slurm", 1, 2)
+    env = trainer_arguments(plan)["strategy"].cluster_environment
+    assert isinstance(env, SLURMEnvironment) and not env.auto_requeue
+    with pytest.raises(ConfigError, match="SLURM started 2 tasks"):
+        plan_processes(compose([*DDP, "trainer.devices=3"]))
+    monkeypatch.setenv("SLURM_NTASKS", "1"), monkeypatch.setenv("SLURM_NTASKS_PER_NODE", "1")  # one task: a one-process run, still no Lightning requeue
+    (plugin,) = trainer_arguments(plan_processes(compose([])))["plugins"]
+    assert isinstance(plugin, SLURMEnvironment) and not plugin.auto_requeue
