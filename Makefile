@@ -13,7 +13,7 @@ STAMP := $(VENV)/.bnbench-installed
 FASHION := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup data study test test-slow bench clean
+.PHONY: setup data study test test-slow bench clean slurm-up slurm-down test-slurm
 
 study: setup
 	$(BIN)/bnbench study paper_mnist
@@ -27,6 +27,26 @@ test-slow: setup
 # Speed and memory figures (pytest-benchmark), side by side in one run; JSON in .benchmarks/
 bench: setup
 	$(BIN)/pytest -o addopts="" tests/benchmarks --benchmark-only --benchmark-json=.benchmarks/latest.json -s
+
+# A one-node SLURM cluster on this machine (tests/cluster/slurm.sh; installs slurm-wlm and munge
+# if missing; state, logs and slurm.conf under SLURM_DIR). Point clients at it with
+# `export SLURM_CONF=$(SLURM_DIR)/slurm.conf` (`make slurm-up` prints it).
+SLURM_DIR ?= $(or $(BNBENCH_SLURM_DIR),/tmp/bnbench-slurm)
+SLURM_SH := $(SUDO) env BNBENCH_SLURM_DIR=$(SLURM_DIR) bash tests/cluster/slurm.sh
+
+slurm-up:
+	$(SLURM_SH) up
+
+slurm-down:
+	$(SLURM_SH) down
+
+# The `slurm` tests (tests/test_slurm.py) on that cluster: boots it unless it is already up, and
+# stops it again afterwards (also when the tests fail or are interrupted); exits with pytest's status.
+test-slurm: setup
+	@was_up=0; $(SLURM_SH) status >/dev/null 2>&1 && was_up=1; \
+	trap 'status=$$?; [ $$was_up = 1 ] || $(SLURM_SH) down; exit $$status' EXIT; \
+	trap 'exit 130' INT TERM; \
+	$(SLURM_SH) up && SLURM_CONF=$(SLURM_DIR)/slurm.conf $(BIN)/pytest -m slurm
 
 setup: data $(STAMP)
 

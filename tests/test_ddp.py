@@ -141,10 +141,13 @@ def test_two_process_run_is_one_run_with_one_record_and_is_deterministic(odd_dat
 def test_multirun_of_two_process_jobs_gives_one_record_and_one_wandb_run_per_job(odd_data, tmp_path):
     """Lightning's own ddp launcher would re-run the sweep in every child (PITFALLS.md)."""
     proc = run_cli("train", "-m", f"data.root={odd_data}", *DDP, "trainer.max_steps=20", "run.eval_every=10",
-                   "seed=0,1", cwd=tmp_path, timeout=300)
+                   "norm.inference=population", "norm.population_batches=3", "seed=0,1", cwd=tmp_path, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     recs = [json.loads(p.read_text()) for p in records_under(tmp_path / "results")]
     assert sorted(r["seed"] for r in recs) == [0, 1] and {r["devices"] for r in recs} == {2}
+    for r in recs:  # Alg. 2 per rank, averaged over ranks, then evaluated once over all 201 examples
+        assert r["population_batches"] == 3 and r["final_acc_ema"] is not None
+        assert abs(r["final_acc"] * N_TEST - round(r["final_acc"] * N_TEST)) < 1e-3
     runs = list(tmp_path.rglob("offline-run-*/*.wandb"))
     assert len(runs) == 2, runs
     assert sorted(summary_and_run(p)[0]["best_acc"] for p in runs) == pytest.approx(sorted(r["best_acc"] for r in recs))

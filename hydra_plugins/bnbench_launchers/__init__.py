@@ -1,0 +1,1 @@
+"""Hydra plugin: bnbench's launchers (hydra/launcher=slurm, conf/hydra/launcher/slurm.yaml)."""
