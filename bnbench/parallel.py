@@ -44,6 +44,7 @@ log = logging.getLogger("bnbench")
 # Strategies whose launchers lose or re-run the job: bnbench launches the ranks itself.
 FOREIGN_LAUNCHERS = ("ddp_spawn", "ddp_fork", "ddp_notebook", "ddp_spawn_find_unused_parameters_false")
 MODES = ("single", "spawn", "slurm", "torchelastic")
+RESULT = "record.json"  # rank 0's record, handed back beside the spec file
 
 
 @dataclass(frozen=True)
@@ -192,8 +193,9 @@ def trainer_arguments(plan: ProcessPlan) -> dict:
 # --- the spawn launcher: the job's process and its workers ------------------------------------
 
 
-def launch_workers(cfg: DictConfig, ctx: RunContext, plan: ProcessPlan, record_path: Path) -> Path:
-    """Run the job on `plan.world_size` worker processes and wait; return rank 0's record path.
+def launch_workers(cfg: DictConfig, ctx: RunContext, plan: ProcessPlan, record_path: Path) -> dict | None:
+    """Run the job on `plan.world_size` worker processes and wait; return rank 0's record (handed
+    back through the spec folder, so also when it had to be written elsewhere than `record_path`).
 
     A worker that fails stops the others (a rank left alone would wait in a collective until
     the process group's timeout)."""
@@ -213,6 +215,8 @@ def launch_workers(cfg: DictConfig, ctx: RunContext, plan: ProcessPlan, record_p
             rank, code = failed
             raise RuntimeError(f"rank {rank} of {plan.world_size} exited with status {code} "
                                f"(its traceback is above); record: {record_path if record_path.exists() else 'none'}")
+        result = spec_dir / RESULT
+        record = json.loads(result.read_text()) if result.exists() else None
     finally:
         for p in procs:
             if p.poll() is None:
@@ -221,7 +225,7 @@ def launch_workers(cfg: DictConfig, ctx: RunContext, plan: ProcessPlan, record_p
         for f in spec_dir.iterdir():
             f.unlink()
         spec_dir.rmdir()
-    return record_path
+    return record
 
 
 def wait_all(procs: list[subprocess.Popen], poll_s: float = 0.2, grace_s: float = 10.0) -> tuple[int, int] | None:
@@ -252,10 +256,13 @@ def worker_main(spec_path: str, rank: int) -> int:
                         format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
     import torch
 
+    from bnbench.results.store import finite
     from bnbench.train import train_process
 
     torch.set_num_threads(int(os.environ.get("BNBENCH_THREADS", "1")))
-    train_process(OmegaConf.create(spec["config"]), RunContext(**spec["context"]), plan)
+    record = train_process(OmegaConf.create(spec["config"]), RunContext(**spec["context"]), plan)
+    if record is not None:  # rank 0: hand the record back to the job's process
+        (Path(spec_path).parent / RESULT).write_text(json.dumps(finite(record), default=str))
     return 0
 
 

@@ -1,10 +1,16 @@
 """One training run: compose -> build -> fit -> record.
 
 `run(cfg)` is the Hydra task function behind `bnbench train` and every job of a study.
-Problems with the input (config values, data files) raise BnbenchError from `build` before
-anything is written. A run that starts ends with a record: completed, diverged (non-finite
-or exploding loss), or failed (an exception, re-raised after the record). An interrupted run
-(Ctrl-C) leaves none; SIGKILL cannot leave one either.
+Problems with the input (config values, data files, an unwritable results or outputs
+directory) raise BnbenchError from `build` (and `run`) before anything is written or trained.
+A run that starts ends with a record: completed, diverged (non-finite or exploding loss), or
+failed (an exception, re-raised after the record). If the record cannot be written where it
+belongs (disk full, the directory removed mid-run), it goes to the job's output folder, else a
+temporary folder, and one WARNING line says where. An interrupted run (Ctrl-C) leaves none;
+SIGKILL cannot leave one either.
+
+Every run ends with an evaluation at its last step (`final_acc`), whether or not the last step
+is a multiple of `run.eval_every` (bnbench.callbacks.final_eval).
 """
 
 from __future__ import annotations
@@ -12,7 +18,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import sys
+import tempfile
 import time
 import warnings
 from dataclasses import dataclass
@@ -22,10 +30,12 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate, to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import TQDMProgressBar
 
+from bnbench.callbacks.final_eval import FinalEvaluation
 from bnbench.callbacks.sync_stats import AverageRunningStats
 from bnbench.callbacks.tracker import QUANTILES, RunTracker
 from bnbench.data.distort import build_distortion
@@ -38,7 +48,7 @@ from bnbench.nn.sync import average_running_stats
 from bnbench.parallel import ProcessPlan, RunContext, launch_workers, plan_processes, trainer_arguments
 from bnbench.recipe import Recipe, resolve_recipe
 from bnbench.results.env import fingerprint, git_state
-from bnbench.results.store import RECORD, SCHEMA_VERSION, read_json, write_run
+from bnbench.results.store import RECORD, SCHEMA_VERSION, write_run
 from bnbench.results.targets import reach_table
 from bnbench.system import Classifier
 
@@ -59,6 +69,8 @@ def build(cfg: DictConfig, plan: ProcessPlan | None = None) -> Parts:
     """Everything a run needs but the Trainer; raises BnbenchError on bad input."""
     plan = plan or plan_processes(cfg)
     recipe = resolve_recipe(cfg)
+    check_steps(cfg)
+    check_writable(to_absolute_path(cfg.paths.results), "paths.results")
     norm = cfg.norm
     if norm.inference not in INFERENCE:
         raise ConfigError(f"norm.inference must be one of {INFERENCE}, got {norm.inference!r}")
@@ -98,6 +110,32 @@ def batch_sizes(cfg: DictConfig, plan: ProcessPlan) -> dict:
                           f"(data.batch_size={global_batch} over {world} process(es))")
     norm_batch = {"global": global_batch, "ghost": ghost}.get(stats, per_device) if cfg.norm.kind == "batch" else None
     return {"devices": world, "batch_per_device": per_device, "global_batch": global_batch, "norm_batch": norm_batch}
+
+
+def check_steps(cfg: DictConfig) -> None:
+    """A run trains at least one step: its record holds the accuracy at the end of training."""
+    steps = cfg.trainer.get("max_steps")
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+        raise ConfigError(f"trainer.max_steps={steps}: a run trains for at least one optimizer step "
+                          "(a positive number; it defaults to recipe.steps)")
+
+
+def check_writable(path, key: str) -> None:
+    """Fail now, not after training: `path` accepts new files, or, if it does not exist yet, its
+    nearest existing ancestor does (where it will be created). A probe file is created there and
+    removed: nothing is left behind."""
+    path = Path(path).absolute()
+    at = path
+    while not at.exists() and at != at.parent:  # exists() is False under a regular file, too
+        at = at.parent
+    if not at.is_dir():
+        raise ConfigError(f"{key}={path} cannot be written: {at} is not a directory")
+    try:
+        fd, probe = tempfile.mkstemp(dir=at, prefix=".bnbench-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise ConfigError(f"{key}={path} is not writable ({e.strerror or e}: {at})") from None
 
 
 def check_trainer(cfg: DictConfig, plan: ProcessPlan) -> None:
@@ -231,10 +269,13 @@ def run(cfg: DictConfig) -> dict | None:
     output_dir = HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else str(record_dir(cfg, run_id))
     overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
     ctx = RunContext(run_id, output_dir, choices(), overrides)
+    if HydraConfig.initialized():  # Hydra made it; the W&B files and a fallback record go there
+        multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+        check_writable(output_dir, "hydra.sweep.dir" if multirun else "hydra.run.dir")
     if plan.mode != "spawn":
         return train_process(cfg, ctx, plan)
     build(cfg, plan)  # bad input fails here, before any process starts
-    return read_json(launch_workers(cfg, ctx, plan, record_dir(cfg, run_id) / RECORD))
+    return launch_workers(cfg, ctx, plan, record_dir(cfg, run_id) / RECORD)
 
 
 def train_process(cfg: DictConfig, ctx: RunContext, plan: ProcessPlan) -> dict | None:
@@ -252,7 +293,7 @@ def train_process(cfg: DictConfig, ctx: RunContext, plan: ProcessPlan) -> dict |
     bar = cfg.trainer.enable_progress_bar
     bar = sys.stderr.isatty() and plan.is_zero if bar is None else bar  # null: a bar on a terminal, else log lines
     tracker = RunTracker(label, probe, progress_lines=not bar and plan.is_zero)
-    callbacks = [tracker, TQDMProgressBar(refresh_rate=25)] if bar else [tracker]
+    callbacks = [FinalEvaluation(), tracker] + ([TQDMProgressBar(refresh_rate=25)] if bar else [])
     if plan.world_size > 1:
         callbacks.append(AverageRunningStats())
     logger = build_logger(cfg, ctx.run_id, ctx.choices, output_dir) if plan.is_zero else None
@@ -267,8 +308,13 @@ def train_process(cfg: DictConfig, ctx: RunContext, plan: ProcessPlan) -> dict |
         if parts.system.diverged_at is not None:
             status = "diverged"
         else:
+            if tracker.last_step != trainer.global_step:
+                # Training ended before trainer.max_steps (trainer.max_epochs, max_time...), so
+                # FinalEvaluation did not see the last step: evaluate now, on every rank.
+                tracker.record_validate = True
+                trainer.validate(parts.system, datamodule=parts.datamodule, verbose=False)
             status = "completed"
-            final_acc = tracker.curve["acc"][-1] if tracker.curve["acc"] else None
+            final_acc = tracker.curve["acc"][-1] if tracker.last_step == trainer.global_step else None
             if final_acc is not None and cfg.norm.kind == "batch" and cfg.norm.inference == "population":
                 # Alg. 2: replace the moving averages by population statistics (each rank over its
                 # own batches, then averaged over ranks), then evaluate.
@@ -288,10 +334,35 @@ def train_process(cfg: DictConfig, ctx: RunContext, plan: ProcessPlan) -> dict |
         else:
             record = make_record(cfg, ctx, plan, parts, trainer, tracker, status, error, final_acc, final_acc_ema,
                                  population_batches, started, time.perf_counter() - t0)
-            path = write_run(run_dir, record, {**tracker.curve, "probe_quantiles": list(QUANTILES),
-                                               "probe": tracker.probe})
+            path = save_record(run_dir, output_dir, record, {**tracker.curve, "probe_quantiles": list(QUANTILES),
+                                                             "probe": tracker.probe})
             finish_logger(logger, record, failed=status == "failed")
             best = record["best_acc"]
             log.info("[%s] %s after %d steps: best acc %s, wall %.0fs -> %s", label, status, record["steps"],
                      "n/a" if best is None else f"{best:.4f}", record["wall_s"], path)
     return record if plan.is_zero else None
+
+
+def save_record(run_dir: Path, fallback_dir: Path, record: dict, curves: dict) -> Path:
+    """Write a finished run's record and curves into `run_dir`. If that fails (disk full, the
+    directory removed or replaced by a file while the run trained), the result is not lost: they
+    go to `fallback_dir` (the job's Hydra output folder), else to a new temporary folder, and one
+    WARNING line says where. Only if nothing at all can be written is the error raised, after
+    logging the record itself."""
+    try:
+        return write_run(run_dir, record, curves)
+    except OSError as e:
+        problem = f"{type(e).__name__}: {e}"
+    for where in (fallback_dir, None):
+        try:
+            if where is None or Path(where).absolute() == Path(run_dir).absolute():
+                where = tempfile.mkdtemp(prefix=f"bnbench-{run_dir.name}-")
+            path = write_run(Path(where), record, curves)
+        except OSError:
+            continue
+        log.warning("could not write the record to %s (%s): record and curves written to %s instead",
+                    run_dir, problem, path.parent)
+        return path
+    log.error("could not write the record anywhere (%s); the record: %s", problem,
+              json.dumps(record, default=str, allow_nan=True))
+    raise OSError(f"could not write the record of {run_dir.name} ({problem})")

@@ -37,6 +37,12 @@ class RunTracker(pl.Callback):
         self.eval_s = 0.0
         self._t0 = self._v0 = 0.0
         self._next_line = 0  # progress lines about every 10% of the run
+        self.record_validate = False  # also record `trainer.validate` runs (train.py's evaluation after fit)
+
+    @property
+    def last_step(self) -> int | None:
+        """The step of the last evaluation recorded (None before the first)."""
+        return self.curve["step"][-1] if self.curve["step"] else None
 
     @staticmethod
     def _sync(pl_module) -> None:
@@ -56,7 +62,7 @@ class RunTracker(pl.Callback):
         return time.perf_counter() - self._t0 - self.eval_s if self._t0 else 0.0
 
     def on_validation_end(self, trainer, pl_module):
-        if trainer.sanity_checking or trainer.state.fn != "fit":
+        if trainer.sanity_checking or not (trainer.state.fn == "fit" or self.record_validate):
             return
         acc = round(float(trainer.callback_metrics[VAL_ACC]), 6)  # float32 noise off
         if self.probe_batch is not None:

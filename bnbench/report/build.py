@@ -97,8 +97,11 @@ def build_report(launch_dir: Path, out_dir: Path | None = None, out_root: Path =
     meta_path = launch_dir / STUDY
     if not meta_path.is_file():
         raise ConfigError(f"{launch_dir} is not a study launch (no {STUDY}); run `bnbench study <name>` first")
-    meta = read_json(meta_path)
-    records = read_records(launch_dir)
+    try:
+        meta = read_json(meta_path)
+    except (OSError, ValueError) as e:  # half-written by hand, or not bnbench's
+        raise ConfigError(f"{meta_path} is not readable as a launch's {STUDY} ({e})") from None
+    records = read_records(launch_dir)  # skips, with a warning, files that are not run records
     if not records:
         raise ConfigError(f"no finished runs under {launch_dir}")
     spec = parse_study(meta["spec"], meta["study"], Path(meta["spec_path"]))

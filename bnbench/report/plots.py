@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import matplotlib
@@ -12,6 +13,7 @@ import numpy as np  # noqa: E402
 
 from bnbench.report.drift import as_array, shift_over_time, typical_unit  # noqa: E402
 from bnbench.report.summary import VariantSummary  # noqa: E402
+from bnbench.results.store import write_atomic  # noqa: E402
 
 COLORS = plt.rcParams["axes.prop_cycle"].by_key()["color"]
 
@@ -21,12 +23,14 @@ def cell_title(keys: list[str], cell: tuple) -> str:
 
 
 def _save(fig, path: Path) -> Path:
+    """The figure as a PNG, written atomically (bnbench.results.store.write_atomic)."""
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, dpi=120, format="png")
+    finally:
+        plt.close(fig)
+    return write_atomic(path, buf.getvalue())
 
 
 def accuracy_curves(cells: dict, keys: list[str], path: Path, title: str) -> Path:
