@@ -13,20 +13,16 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import WandbLogger
 
-from bnbench.errors import ConfigError
 from bnbench.keys import VAL_ACC
-
-MODES = ("offline", "online", "disabled")
+from bnbench.schema import plain
 
 
 def build_logger(cfg: DictConfig, run_id: str, choices: dict, output_dir: Path) -> WandbLogger | None:
+    """`logger.kind` and `logger.mode` are checked by the schema (bnbench/schema.py: LoggerKind,
+    LoggerMode) when the config is composed, and before the run (bnbench.preflight)."""
     lc = cfg.logger
     if lc.kind == "none":
         return None
-    if lc.kind != "wandb":
-        raise ConfigError(f"logger.kind must be 'wandb' or 'none', got {lc.kind!r}")
-    if lc.mode not in MODES:
-        raise ConfigError(f"logger.mode must be one of {MODES}, got {lc.mode!r}")
     output_dir.mkdir(parents=True, exist_ok=True)
     variant = cfg.study.variant or "run"
     logger = WandbLogger(
@@ -37,9 +33,9 @@ def build_logger(cfg: DictConfig, run_id: str, choices: dict, output_dir: Path) 
         name=f"{variant}_s{cfg.seed}_{run_id}",
         tags=[cfg.study.name, variant, *lc.tags],
         save_dir=str(output_dir),
-        mode=lc.mode,
+        mode=plain(lc.mode),
         config={
-            **OmegaConf.to_container(cfg, resolve=True),
+            **OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
             "choices": choices,
             "run_id": run_id,
         },

@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 
 from bnbench.data.ordering import MODES
 from bnbench.errors import ConfigError
+from bnbench.schema import plain
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,8 @@ def resolve_recipe(cfg: DictConfig) -> Recipe:
     # (5) Remove local response normalization (where the baseline has it).
     lrn = base.lrn and cfg.lrn.keep
     # (6) Shuffle training examples more thoroughly.
-    _check(cfg.shuffle.mode in MODES, "shuffle.mode", cfg.shuffle.mode, f"one of {MODES}")
+    shuffle = plain(cfg.shuffle.mode)
+    _check(shuffle in MODES, "shuffle.mode", shuffle, f"one of {MODES}")
     # (7) Reduce the photometric distortions: a factor on the baseline's strengths.
     _check(cfg.distort.factor >= 0, "distort.factor", cfg.distort.factor, ">= 0")
     d = {k: v * cfg.distort.factor for k, v in base.distortion.items()}
@@ -90,7 +92,7 @@ def resolve_recipe(cfg: DictConfig) -> Recipe:
         decay_every=decay_every,
         dropout=dropout,
         lrn=lrn,
-        shuffle=cfg.shuffle.mode,
+        shuffle=shuffle,
         brightness=d["brightness"],
         contrast=d["contrast"],
         saturation=d["saturation"],

@@ -54,8 +54,8 @@ def compose(overrides: list[str]):
 
 def run_cli(*args: str, cwd: Path, timeout: int = 300, env: dict | None = None) -> subprocess.CompletedProcess:
     """The real `bnbench` command, in a subprocess, W&B offline, in `cwd`."""
-    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "PYTHONWARNINGS": "ignore", **(env or {})}
-    env.pop("HYDRA_FULL_ERROR", None)
+    base = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}  # unless `env` sets it
+    env = {**base, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "PYTHONWARNINGS": "ignore", **(env or {})}
     return subprocess.run([sys.executable, "-m", "bnbench.cli", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
 

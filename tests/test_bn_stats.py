@@ -380,7 +380,6 @@ BAD_STATS_OVERRIDES = [
     (["norm.stats=global"], ["norm.stats=global", "norm.impl=bnbench"]),
     (["norm.impl=bnbench", "norm.stats=ghost"], ["norm.ghost_size"]),
     (["norm.impl=bnbench", "norm.ghost_size=4"], ["norm.ghost_size", "norm.stats=device"]),
-    (["norm.impl=bnbench", "norm.stats=sync"], ["norm.stats"]),
 ]
 
 
@@ -405,6 +404,22 @@ def test_build_rejects_bad_stats(overrides, names, tiny_data):
         build(compose(["norm=batch", f"data.root={tiny_data}", *overrides]))
     for name in names:
         assert name in str(e.value)
+
+
+@pytest.mark.parametrize("norm", ["none", "batch"])
+def test_compose_rejects_an_unknown_stats_mode(norm):
+    from hydra.errors import HydraException
+
+    from conftest import compose
+
+    with pytest.raises(HydraException, match="norm.stats=sync"):  # the schema's Enum (bnbench.schema.NormStats)
+        compose([f"norm={norm}", "norm.impl=bnbench", "norm.stats=sync"])
+
+
+def test_create_norm_rejects_unknown_names_also_without_bn():
+    for kwargs in ({"stats": "sync"}, {"impl": "foo"}, {"inference": "median"}):
+        with pytest.raises(ConfigError, match=f"norm.{next(iter(kwargs))}"):
+            create_norm("none", **kwargs)
 
 
 def test_compose_rejects_a_non_integer_ghost_size():

@@ -100,3 +100,29 @@ def test_experiment_picks_options_and_command_line_wins(tiny_data):
 def test_user_can_override_trainer_keys():
     cfg = compose(["trainer.max_steps=123", "trainer.val_check_interval=7"])
     assert cfg.trainer.max_steps == 123 and cfg.trainer.val_check_interval == 7
+
+
+def test_schema_choices_are_the_names_the_code_knows():
+    from bnbench import schema
+    from bnbench.data.ordering import MODES
+    from bnbench.nn.batchnorm import STATS
+    from bnbench.nn.norm import IMPLS, INFERENCE, KINDS
+
+    assert (schema.NORM_KINDS, schema.NORM_IMPLS, schema.NORM_INFERENCE, schema.NORM_STATS, schema.SHUFFLE_MODES) == (
+        KINDS, IMPLS, INFERENCE, STATS, MODES)
+    for enum, names in ((schema.NormStats, STATS), (schema.ShuffleMode, MODES), (schema.LoggerMode, schema.LOGGER_MODES)):
+        assert tuple(enum.__members__) == names and all(enum[n] == n and f"{enum[n]}" == n for n in names)
+
+
+def test_composed_choices_read_as_plain_names(tiny_data):
+    """A Choice compares, formats and serializes as its name: the record and run id are unchanged."""
+    import json
+
+    from omegaconf import OmegaConf
+
+    cfg = compose(["norm=batch", "shuffle=within_shard", "logger=none"])
+    assert cfg.norm.kind == "batch" and f"{cfg.norm.stats}" == "device" and str(cfg.shuffle.mode) == "within_shard"
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    assert json.loads(json.dumps(resolved))["norm"] == {**resolved["norm"]} and \
+        json.dumps(resolved["shuffle"]) == '{"mode": "within_shard"}'
+    assert OmegaConf.to_yaml(cfg.norm).startswith("kind: batch\nimpl: torch\n")

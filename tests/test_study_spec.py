@@ -49,3 +49,19 @@ def test_unknown_study_lists_the_available_ones():
     with pytest.raises(ConfigError, match="paper_table"):
         load_study("paper_tabel")
     assert {"paper_mnist", "paper_table", "modifications"} <= set(available())
+
+
+def test_a_study_in_the_working_directory_comes_before_the_packaged_one(tmp_path, monkeypatch):
+    from bnbench.study.spec import ABLATIONS, find_study, search_path, studies
+
+    monkeypatch.chdir(tmp_path)
+    assert search_path() == [tmp_path / "ablations", ABLATIONS]
+    (tmp_path / "ablations").mkdir()
+    mine = tmp_path / "ablations" / "paper_mnist.yaml"
+    mine.write_text("seeds: [0]\nvariants: {a: [experiment=mnist_baseline]}\n")
+    (tmp_path / "ablations" / "extra.yaml").write_text("seeds: [0]\nvariants: {a: [experiment=mnist_baseline]}\n")
+    assert find_study("paper_mnist") == mine and find_study("paper_table") == ABLATIONS / "paper_table.yaml"
+    assert dict(studies())["paper_mnist"] == mine and "extra" in available() and "modifications" in available()
+    assert load_study("extra").variants == {"a": ["experiment=mnist_baseline"]}
+    with pytest.raises(ConfigError, match="ablations"):
+        find_study("nowhere")

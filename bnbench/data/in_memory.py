@@ -124,6 +124,8 @@ class IDXDataModule(pl.LightningDataModule):
             raise ConfigError(f"shuffle mode must be one of {MODES}, got {shuffle!r}")
         if num_shards < 1:
             raise ConfigError(f"data.num_shards must be >= 1, got {num_shards}")
+        if eval_batch_size < 1:
+            raise ConfigError(f"data.eval_batch_size must be >= 1, got {eval_batch_size}")
         self.name, self.root, self.binarize = name, root, binarize
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.shuffle, self.num_shards, self.seed = shuffle, num_shards, seed

@@ -42,6 +42,10 @@ class SyntheticDataModule(pl.LightningDataModule):
             raise ConfigError(f"data.batch_size must be >= 1, got {batch_size}")
         if shuffle not in MODES:
             raise ConfigError(f"shuffle mode must be one of {MODES}, got {shuffle!r}")
+        for key, value in (("batches_per_epoch", batches_per_epoch), ("eval_batches", eval_batches),
+                           ("num_classes", num_classes)):
+            if value < 1:
+                raise ConfigError(f"data.{key} must be >= 1, got {value}")
         self.name, self.batch_size, self.in_shape = name, batch_size, tuple(in_shape)
         self.num_classes, self.channels = num_classes, self.in_shape[0]
         self.batches_per_epoch, self.eval_batches, self.seed = batches_per_epoch, eval_batches, seed

@@ -14,6 +14,7 @@ from math import prod
 
 from torch import nn
 
+from bnbench.errors import ConfigError
 from bnbench.models.activations import make_activation
 from bnbench.nn.norm import NormLayer
 
@@ -33,6 +34,11 @@ class MLP(nn.Module):
         super().__init__()
         if lrn:
             raise ValueError("the MLP has no local response normalization to keep")
+        if not hidden or not all(isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in hidden):
+            raise ConfigError(f"model.hidden must list one or more layer widths >= 1, got {list(hidden)}")
+        if not init_std > 0:
+            raise ConfigError(f"model.init_std must be > 0 (the standard deviation of the initial weights), "
+                              f"got {init_std}")
         layers: list[nn.Module] = [nn.Flatten()]
         width = prod(in_shape)
         for h in hidden:

@@ -8,6 +8,7 @@ at all, and the model keeps the layer biases that BN's beta would otherwise repl
 from __future__ import annotations
 
 from collections.abc import Callable
+from enum import Enum
 
 from torch import nn
 
@@ -15,32 +16,39 @@ from bnbench.errors import ConfigError
 from bnbench.nn.batchnorm import STATS, BatchNorm
 
 NormLayer = Callable[[int, bool], nn.Module]
+KINDS = ("none", "batch")
 IMPLS = ("torch", "bnbench")
 INFERENCE = ("ema", "population")
 
 
+def _name(value):
+    """A config Choice (bnbench.schema) as its plain str; anything else unchanged."""
+    return value.value if isinstance(value, Enum) else value
+
+
 def create_norm(kind: str, impl: str = "torch", eps: float = 1e-5, momentum: float = 0.1,
-                stats: str = "device", ghost_size: int | None = None, **_) -> NormLayer | None:
+                stats: str = "device", ghost_size: int | None = None, inference: str = "ema",
+                **_) -> NormLayer | None:
     """A factory for the layers of `norm.kind` (none | batch), or None for no normalization.
 
     `stats` (device | global | ghost, with `ghost_size` for ghost) picks the values BN
-    normalizes over in training; see bnbench/nn/batchnorm.py. Like `impl`, it is not checked
-    for kind=none, which has no statistics. Keys of the norm config that concern inference
-    (`inference`, `population_batches`) are read by the training entry point, not here.
+    normalizes over in training; see bnbench/nn/batchnorm.py. The names (kind, impl,
+    inference, stats) must be known ones whatever the kind; how they combine is checked only
+    for kind=batch (kind=none has no statistics). `inference` and `population_batches` are
+    used by the training entry point, not here.
     """
+    kind, impl, stats, inference = _name(kind), _name(impl), _name(stats), _name(inference)
+    for key, value, known in (("kind", kind, KINDS), ("impl", impl, IMPLS), ("inference", inference, INFERENCE),
+                              ("stats", stats, STATS)):
+        if value not in known:
+            raise ConfigError(f"norm.{key} must be one of {', '.join(known)}, got {value!r}")
     if kind == "none":
         return None
-    if kind != "batch":
-        raise ConfigError(f"norm.kind must be 'none' or 'batch', got {kind!r}")
-    if impl not in IMPLS:
-        raise ConfigError(f"norm.impl must be one of {IMPLS}, got {impl!r}")
     if not isinstance(momentum, (int, float)) or not 0.0 < momentum <= 1.0:
         raise ConfigError(f"norm.momentum must be in (0, 1] (PyTorch convention: weight of the new batch), got {momentum}")
 
     if not isinstance(eps, (int, float)) or not eps > 0:
         raise ConfigError(f"norm.eps must be > 0, got {eps!r}")
-    if stats not in STATS:
-        raise ConfigError(f"norm.stats must be one of {STATS}, got {stats!r}")
     if stats == "ghost" and ghost_size is None:
         raise ConfigError("norm.stats=ghost needs norm.ghost_size (examples per ghost batch, >= 2), got null")
     if ghost_size is not None and (isinstance(ghost_size, bool) or not isinstance(ghost_size, int) or ghost_size < 2):

@@ -1,5 +1,8 @@
 """A study file, `ablations/<name>.yaml`, and the jobs it expands to.
 
+`bnbench study <name>` finds <name>.yaml in ./ablations under the directory it runs from,
+then among the studies that come with bnbench (`search_path`).
+
     description: what the study asks
     seeds: [0, 1, 2]
     overrides: [...]              # applied to every job
@@ -87,8 +90,24 @@ def dedupe(overrides: list[str]) -> list[str]:
     return [o for i, o in enumerate(overrides) if last[override_key(o)] == i]
 
 
+def search_path() -> list[Path]:
+    """Where `bnbench study <name>` looks for <name>.yaml, in order: ./ablations under the
+    directory bnbench runs from, then the studies that come with bnbench (ABLATIONS)."""
+    local = Path.cwd() / "ablations"
+    return [local, ABLATIONS] if local.resolve() != ABLATIONS.resolve() else [ABLATIONS]
+
+
+def studies() -> list[tuple[str, Path]]:
+    """Every study a name finds: (name, file), the first in the search path winning."""
+    found: dict[str, Path] = {}
+    for folder in search_path():
+        for p in sorted(folder.glob("*.yaml")):
+            found.setdefault(p.stem, p)
+    return sorted(found.items())
+
+
 def available() -> list[str]:
-    return sorted(p.stem for p in ABLATIONS.glob("*.yaml"))
+    return [name for name, _ in studies()]
 
 
 def find_study(name: str) -> Path:
@@ -97,10 +116,11 @@ def find_study(name: str) -> Path:
         if not path.is_file():
             raise ConfigError(f"study file not found: {path}")
         return path
-    path = ABLATIONS / f"{name}.yaml"
-    if not path.is_file():
-        raise ConfigError(f"no study named {name!r} in {ABLATIONS} (available: {', '.join(available()) or 'none'})")
-    return path
+    for folder in search_path():
+        if (folder / f"{name}.yaml").is_file():
+            return folder / f"{name}.yaml"
+    raise ConfigError(f"no study named {name!r} in {' or '.join(str(f) for f in search_path())} "
+                      f"(available: {', '.join(available()) or 'none'})")
 
 
 def load_study(name: str) -> StudySpec:

@@ -50,6 +50,7 @@ class StudySweeper(Sweeper):
     def sweep(self, arguments: List[str]) -> Any:
         from bnbench.results.store import STUDY, read_json, write_json_atomic
         from bnbench.study.spec import launch_of, load_study
+        from bnbench.train import check_writable
 
         spec = load_study(self.study_name)
         launch = launch_of(arguments)
@@ -59,7 +60,14 @@ class StudySweeper(Sweeper):
         with open_dict(self.config):
             self.config.study.name, self.config.study.launch = spec.name, launch
         results = Path(to_absolute_path(self.config.paths.results)) / spec.name / launch
-        previous = read_json(results / STUDY) if (results / STUDY).exists() else None
+        previous = None
+        if (results / STUDY).exists():
+            try:
+                previous = read_json(results / STUDY)
+                if not isinstance(previous, dict) or "started" not in previous:
+                    raise ValueError("not a launch record")
+            except (OSError, ValueError) as e:  # not bnbench's, or damaged by hand: start its record afresh
+                log.warning("ignoring %s: not readable as a launch's record (%s)", results / STUDY, e)
 
         tic = time.perf_counter()
         done = self._check_jobs(jobs, results)
@@ -68,6 +76,7 @@ class StudySweeper(Sweeper):
                  spec.name, len(jobs), time.perf_counter() - tic, len(todo), len(done))
 
         sweep_dir = Path(self.config.hydra.sweep.dir)
+        check_writable(sweep_dir, "hydra.sweep.dir")  # paths.results: checked by build, per job
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         now = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -112,20 +121,26 @@ class StudySweeper(Sweeper):
         Records of other code in the launch are refused: they would be mixed in its report."""
         from bnbench.errors import ConfigError
         from bnbench.results.env import git_state
-        from bnbench.results.store import RECORD, read_records
-        from bnbench.train import build, record_dir
+        from bnbench.results.store import RECORD, UnreadableRecord, read_record, read_records
+        from bnbench.preflight import preflight
+        from bnbench.train import record_dir
 
         here = git_state()["sha"]
-        other = {r["env"]["git"]["sha"] for r in read_records(results, with_curves=False)} - {here}
+        other = {((r["env"] or {}).get("git") or {}).get("sha") for r in read_records(results, with_curves=False)}
+        other -= {here}
         if other:
             raise ConfigError(f"{results} holds runs of commit {', '.join(sorted(str(o)[:10] for o in other))}, "
                               f"this is {str(here)[:10]}: relaunch under a new study.launch (or leave it out)")
         loader, done = self.hydra_context.config_loader, []
         for overrides in jobs:
             cfg = loader.load_sweep_config(self.config, list(overrides))
-            build(cfg)
+            preflight(cfg)  # schema, build, data: bnbench.preflight
             with open_dict(cfg):
                 del cfg["hydra"]  # as in the job itself
             if (record_dir(cfg) / RECORD).exists():
-                done.append(overrides)
+                try:
+                    read_record(record_dir(cfg) / RECORD)
+                    done.append(overrides)
+                except UnreadableRecord:  # half-written or foreign (read_records warned): run it again
+                    pass
         return done
