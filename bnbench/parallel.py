@@ -43,7 +43,6 @@ log = logging.getLogger("bnbench")
 
 # Strategies whose launchers lose or re-run the job: bnbench launches the ranks itself.
 FOREIGN_LAUNCHERS = ("ddp_spawn", "ddp_fork", "ddp_notebook", "ddp_spawn_find_unused_parameters_false")
-MODES = ("single", "spawn", "slurm", "torchelastic")
 RESULT = "record.json"  # rank 0's record, handed back beside the spec file
 
 

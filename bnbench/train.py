@@ -42,7 +42,7 @@ from bnbench.data.distort import build_distortion
 from bnbench.data.ordering import co_batch_rate
 from bnbench.errors import ConfigError
 from bnbench.loggers import build_logger, finish_logger
-from bnbench.nn.norm import INFERENCE, create_norm
+from bnbench.nn.norm import create_norm
 from bnbench.nn.population import estimate_population_statistics
 from bnbench.nn.sync import average_running_stats
 from bnbench.parallel import ProcessPlan, RunContext, launch_workers, plan_processes, trainer_arguments
@@ -72,8 +72,6 @@ def build(cfg: DictConfig, plan: ProcessPlan | None = None) -> Parts:
     check_steps(cfg)
     check_writable(to_absolute_path(cfg.paths.results), "paths.results")
     norm = cfg.norm
-    if norm.inference not in INFERENCE:
-        raise ConfigError(f"norm.inference must be one of {INFERENCE}, got {norm.inference!r}")
     norm_layer = create_norm(**norm)  # checks norm.* first: batch_sizes reads norm.ghost_size
     batches = batch_sizes(cfg, plan)
     if norm.kind == "batch" and batches["norm_batch"] < 2:

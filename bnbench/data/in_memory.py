@@ -7,6 +7,7 @@ a DataLoader the bottleneck for a model as small as the paper's MLP.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -42,7 +43,22 @@ def locate_files(name: str, root: str | None, install_hint: str) -> dict[str, tu
 
 
 def load_split(images: Path, labels: Path, binarize: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images as float32 (N, 1, 28, 28) in [0, 1] (or {0, 1} when binarized), labels as int64."""
+    """Images as float32 (N, 1, 28, 28) in [0, 1] (or {0, 1} when binarized), labels as int64.
+
+    Read once per process and file version: `bnbench train` checks the data before Hydra starts
+    the job (bnbench/preflight.py) and the job, in the same process, reuses what was read
+    (Fashion-MNIST: ~0.5 s saved). Nothing modifies the tensors in place."""
+    return _load_split(_version(images), _version(labels), binarize)
+
+
+def _version(path: Path) -> tuple[str, int, int]:
+    st = Path(path).stat()
+    return str(path), st.st_size, st.st_mtime_ns
+
+
+@functools.lru_cache(maxsize=2)  # a training split and a test split
+def _load_split(images_version: tuple, labels_version: tuple, binarize: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    images, labels = Path(images_version[0]), Path(labels_version[0])
     x = read_idx(images, expect_ndim=3)
     y = read_idx(labels, expect_ndim=1)
     if len(x) != len(y):

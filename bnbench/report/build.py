@@ -15,7 +15,7 @@ from bnbench.report import plots
 from bnbench.report.claims import evaluate
 from bnbench.report.drift import drift_summary
 from bnbench.report.summary import VariantSummary, cell_of, contrast, geo_mean, lookup, mean_sd, summarize
-from bnbench.results.store import STUDY, read_json, read_records, write_text_atomic
+from bnbench.results.store import STUDY, read_json, read_records, write_atomic
 from bnbench.study.spec import parse_study
 
 
@@ -120,8 +120,8 @@ def build_report(launch_dir: Path, out_dir: Path | None = None, out_root: Path =
         figures.append(fig)
 
     md = _render(spec, meta, records, cells, keys, figures, launch_dir)
-    write_text_atomic(out / "report.md", md)
-    write_text_atomic(out / "runs.csv", runs_csv(records, keys))
+    write_atomic(out / "report.md", md)
+    write_atomic(out / "runs.csv", runs_csv(records, keys))
     return out / "report.md"
 
 

@@ -94,8 +94,6 @@ def write_json_atomic(path: Path, obj) -> Path:
     return write_atomic(path, json.dumps(finite(obj), indent=1, allow_nan=False))
 
 
-def write_text_atomic(path: Path, text: str) -> Path:
-    return write_atomic(path, text)
 
 
 def write_run(run_dir: Path, record: dict, curves: dict) -> Path:
