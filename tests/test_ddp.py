@@ -172,7 +172,8 @@ def test_study_with_a_two_process_job_gives_one_record_per_job(odd_data, tmp_pat
     recs = [json.loads(p.read_text()) for p in records_under(tmp_path / "results")]
     assert sorted((r["variant"], r["devices"]) for r in recs) == [("one", 1), ("two", 2)]
     assert len(list(tmp_path.rglob("offline-run-*/*.wandb"))) == 2
-    assert (tmp_path / "reports" / "mixed" / "report.md").exists()
+    report = (tmp_path / "reports" / "mixed" / "report.md").read_text()
+    assert "Processes and batches" in report and "| `two` | 2 |" in report
 
 
 # --- ranks started by a scheduler ---------------------------------------------------------------

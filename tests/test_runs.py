@@ -126,6 +126,8 @@ def test_study_runs_variants_x_grid_x_seeds_with_joblib_and_writes_its_report(ti
         assert text in report
     assert (tmp_path / "reports" / "tiny" / "accuracy.png").stat().st_size > 1000
     assert (tmp_path / "reports" / "tiny" / "sigmoid_inputs.png").exists()
+    # one process, BN or none: nothing to say about processes or normalization batches
+    assert "Processes and batches" not in report and not (tmp_path / "reports" / "tiny" / "norm_batch.png").exists()
     # W&B: one offline run per job, grouped by the study, typed by the variant, each finished
     runs = [summary_and_run(p) for p in (tmp_path / "outputs").rglob("offline-run-*/*.wandb")]
     assert sorted(run["job_type"] for _, run in runs) == ["bn", "bn", "plain", "plain"]

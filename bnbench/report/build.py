@@ -246,13 +246,16 @@ def _render(spec, meta, records, cells, keys, figures, launch_dir) -> str:
 def _norm_batch_section(by_variant: dict) -> list[str]:
     """Where variants differ in how many processes they ran on or how many examples BN
     normalized over: those numbers per variant (records made before they were recorded: 1
-    process, unknown batch)."""
+    process, no batch). Variants without BN have no normalization batch and differ in nothing
+    here: with and without BN alone is no reason for the table."""
     def one(s, key, default=None):
         values = sorted({r.record.get(key, default) for r in s.rows}, key=str)
-        return ", ".join("?" if v is None else str(v) for v in values) or "–"
+        return ", ".join("–" if v is None else str(v) for v in values) or "–"
 
-    shapes = {(one(s, "devices", 1), one(s, "norm_batch")) for s in by_variant.values() if s.rows}
-    if len(shapes) < 2:
+    ran = [s for s in by_variant.values() if s.rows]
+    devices = {one(s, "devices", 1) for s in ran}
+    norm_batches = {one(s, "norm_batch") for s in ran} - {"–"}
+    if len(devices) < 2 and len(norm_batches) < 2:
         return []
     rows = [[f"`{name}`", one(s, "devices", 1), one(s, "launcher", "single"),
              ", ".join(sorted({str(lookup(r.record["config"], "norm.stats") or "device") for r in s.rows})),

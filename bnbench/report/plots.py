@@ -122,8 +122,8 @@ def by_norm_batch(cells: dict, keys: list[str], path: Path, reference: str | Non
     """Best accuracy and steps to the reference's best against the number of examples BN
     normalizes over (record `norm_batch`), one point per run, the mean over seeds joined;
     one-process runs (ghost batches, the whole batch) and multi-process runs (DDP) marked apart.
-    None when the runs all normalize over the same batch."""
-    if len({r.record.get("norm_batch") for bv in cells.values() for s in bv.values() for r in s.rows}) < 2:
+    None when the runs with BN all normalize over the same batch."""
+    if len({r.record.get("norm_batch") for bv in cells.values() for s in bv.values() for r in s.rows} - {None}) < 2:
         return None
     fig, axes = plt.subplots(len(cells), 2, figsize=(11, 4 * len(cells)), squeeze=False)
     for (cell, by_variant), (acc_ax, steps_ax) in zip(cells.items(), axes):
