@@ -31,7 +31,9 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -189,6 +191,18 @@ def trainer_arguments(plan: ProcessPlan) -> dict:
     return {"strategy": strategy, "devices": plan.devices, "num_nodes": plan.num_nodes}
 
 
+def leave_process_group() -> None:
+    """End a finished run's process group together: every rank waits until all are done (rank 0
+    writes the record and closes W&B last), then the group is destroyed. A rank that simply
+    exited could break a connection another rank still uses (gloo aborts the process on that),
+    and a reused worker process (joblib) would meet a stale group in its next job."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 # --- the spawn launcher: the job's process and its workers ------------------------------------
 
 
@@ -203,17 +217,23 @@ def launch_workers(cfg: DictConfig, ctx: RunContext, plan: ProcessPlan, record_p
     config = OmegaConf.to_container(cfg, resolve=True)  # ${now:...} resolved once, here
     spec.write_text(json.dumps({"config": config, "context": asdict(ctx), "plan": asdict(plan)}))
     threads = cfg.run.threads or max(1, (os.cpu_count() or 1) // plan.world_size)
-    procs = []
+    procs, tails = [], []
     try:
         for rank in range(plan.world_size):
             env = {**os.environ, "LOCAL_RANK": str(rank), "NODE_RANK": "0", "MASTER_ADDR": "127.0.0.1",
-                   "MASTER_PORT": str(plan.port), "BNBENCH_THREADS": str(threads)}
-            procs.append(subprocess.Popen([sys.executable, "-m", "bnbench.parallel", str(spec), str(rank)], env=env))
+                   "MASTER_PORT": str(plan.port), "BNBENCH_THREADS": str(threads), "PYTHONFAULTHANDLER": "1"}
+            # Rank 0 writes to the terminal as it is (its progress bar); the others' lines pass
+            # through a pipe so that the last of them can go into the error if the rank fails.
+            pipe = subprocess.PIPE if rank else None
+            procs.append(subprocess.Popen([sys.executable, "-m", "bnbench.parallel", str(spec), str(rank)], env=env,
+                                          stderr=pipe))
+            tails.append(StderrTail(procs[-1]) if rank else None)
         failed = wait_all(procs)
         if failed is not None:
             rank, code = failed
-            raise RuntimeError(f"rank {rank} of {plan.world_size} exited with status {code} "
-                               f"(its traceback is above); record: {record_path if record_path.exists() else 'none'}")
+            said = tails[rank].last_lines() if tails[rank] else "its traceback is above"
+            raise RuntimeError(f"rank {rank} of {plan.world_size} exited with {exit_status(code)}; record: "
+                               f"{record_path if record_path.exists() else 'none'}; {said}")
         result = spec_dir / RESULT
         record = json.loads(result.read_text()) if result.exists() else None
     finally:
@@ -225,6 +245,41 @@ def launch_workers(cfg: DictConfig, ctx: RunContext, plan: ProcessPlan, record_p
             f.unlink()
         spec_dir.rmdir()
     return record
+
+
+def exit_status(code: int) -> str:
+    """'status 1', or the signal's name for a process killed by one ('signal SIGABRT')."""
+    if code < 0:
+        try:
+            return f"signal {signal.Signals(-code).name}"
+        except ValueError:
+            pass
+    return f"status {code}"
+
+
+class StderrTail:
+    """A worker's stderr passed through to ours line by line, keeping its last lines for the
+    error message should the worker fail (a C++ abort's reason or a Python traceback's last
+    line would otherwise be far up the terminal, or lost where only a tail is kept)."""
+
+    def __init__(self, proc: subprocess.Popen, keep: int = 12):
+        self.lines: deque[str] = deque(maxlen=keep)
+        self.thread = threading.Thread(target=self._pump, args=(proc.stderr,), daemon=True)
+        self.thread.start()
+
+    def _pump(self, stream) -> None:
+        with stream:
+            for raw in iter(stream.readline, b""):
+                line = raw.decode(errors="replace")
+                sys.stderr.write(line)
+                sys.stderr.flush()
+                if line.strip():
+                    self.lines.append(line.rstrip())
+
+    def last_lines(self, timeout_s: float = 5.0) -> str:
+        self.thread.join(timeout_s)  # the pipe closes when the process has gone
+        lines = list(self.lines)
+        return "its last lines:\n" + "\n".join(f"  | {line}" for line in lines) if lines else "it printed nothing"
 
 
 def wait_all(procs: list[subprocess.Popen], poll_s: float = 0.2, grace_s: float = 10.0) -> tuple[int, int] | None:

@@ -45,7 +45,8 @@ from bnbench.loggers import build_logger, finish_logger
 from bnbench.nn.norm import create_norm
 from bnbench.nn.population import estimate_population_statistics
 from bnbench.nn.sync import average_running_stats
-from bnbench.parallel import ProcessPlan, RunContext, launch_workers, plan_processes, trainer_arguments
+from bnbench.parallel import (ProcessPlan, RunContext, launch_workers, leave_process_group, plan_processes,
+                              trainer_arguments)
 from bnbench.recipe import Recipe, resolve_recipe
 from bnbench.results.env import fingerprint, git_state
 from bnbench.results.store import RECORD, SCHEMA_VERSION, write_run
@@ -338,6 +339,7 @@ def train_process(cfg: DictConfig, ctx: RunContext, plan: ProcessPlan) -> dict |
             best = record["best_acc"]
             log.info("[%s] %s after %d steps: best acc %s, wall %.0fs -> %s", label, status, record["steps"],
                      "n/a" if best is None else f"{best:.4f}", record["wall_s"], path)
+    leave_process_group()
     return record if plan.is_zero else None
 
 

@@ -103,6 +103,42 @@ def test_bad_multi_process_settings_are_one_line_errors(tiny_data, tmp_path, ove
     assert not records_under(tmp_path) and not (tmp_path / "outputs").exists()
 
 
+def test_a_rank_that_dies_is_named_with_its_signal_and_its_last_lines(capfd):
+    """A worker killed by a C++ abort (gloo's way of dying) fails the job with one message that
+    names the rank, the signal and what it printed last, and the other rank is stopped."""
+    import subprocess
+    import sys
+
+    from bnbench.parallel import StderrTail, exit_status, wait_all
+
+    dying = "import os, sys; print('terminate called: Connection closed by peer', file=sys.stderr); os.abort()"
+    procs = [subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]),
+             subprocess.Popen([sys.executable, "-c", dying], stderr=subprocess.PIPE)]
+    tail = StderrTail(procs[1])
+    rank, code = wait_all(procs, grace_s=0.5)
+    assert (rank, exit_status(code)) == (1, "signal SIGABRT")
+    assert procs[0].wait(timeout=10) == -9  # stopped after the grace period, not left waiting
+    assert "Connection closed by peer" in tail.last_lines()
+    assert "Connection closed by peer" in capfd.readouterr().err  # also passed through as it came
+    assert exit_status(2) == "status 2"
+
+
+def test_a_finished_one_process_ddp_run_leaves_no_process_group(tiny_data, tmp_path, monkeypatch):
+    """Ranks end their group together (barrier, then destroy) so no rank's exit breaks a link
+    another still uses; a reused process (joblib) then starts its next job without a stale group."""
+    import torch.distributed as dist
+
+    from bnbench.parallel import RunContext
+    from bnbench.train import train_process
+
+    cfg = compose([f"data.root={tiny_data}", "logger=none", "+trainer.strategy=ddp", "trainer.max_steps=4",
+                   "run.eval_every=2", f"paths.results={tmp_path}/results"])
+    plan = plan_processes(cfg)
+    assert plan.ddp and plan.world_size == 1
+    record = train_process(cfg, RunContext("t", str(tmp_path / "out")), plan)
+    assert record["status"] == "completed" and not dist.is_initialized()
+
+
 # --- real 2-process runs ------------------------------------------------------------------------
 
 
