@@ -155,6 +155,12 @@ class LoggerConf:
 
 
 @dataclass
+class CheckpointConf:
+    every_s: Optional[float] = bounded(300.0, 0, why="seconds of training between checkpoints; 0: every evaluation")
+    keep: bool = False
+
+
+@dataclass
 class RunConf:
     eval_every: int = bounded(MISSING, 1, why="steps between evaluations")
     targets: list[float] = field(default_factory=list)
@@ -163,12 +169,15 @@ class RunConf:
     max_loss: float = bounded(100.0, above=0, why="the loss above which a run counts as diverged")
     check_every: int = bounded(10, 1, why="steps between divergence checks")
     channels_last: bool = False
+    checkpoint: CheckpointConf = field(default_factory=CheckpointConf)
+    resume: bool = True
 
 
 @dataclass
 class PathsConf:
     results: str = "results"
     reports: str = "reports"
+    checkpoints: str = "${paths.results}/${study.name}/checkpoints"
 
 
 @dataclass

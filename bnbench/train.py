@@ -38,9 +38,12 @@ from pytorch_lightning.callbacks import TQDMProgressBar
 from bnbench.callbacks.final_eval import FinalEvaluation
 from bnbench.callbacks.sync_stats import AverageRunningStats
 from bnbench.callbacks.tracker import QUANTILES, RunTracker
+from bnbench.checkpoint import Checkpointer, checkpoint_dir, read_state, resumable
+from bnbench.checkpoint import finish as finish_checkpoints
 from bnbench.data.distort import build_distortion
 from bnbench.data.ordering import co_batch_rate
 from bnbench.errors import ConfigError
+from bnbench.faults import fault_point, step_faults
 from bnbench.loggers import build_logger, finish_logger
 from bnbench.nn.norm import create_norm
 from bnbench.nn.population import estimate_population_statistics
@@ -56,7 +59,8 @@ from bnbench.system import Classifier
 log = logging.getLogger("bnbench")
 
 # Keys that do not change what a run computes, left out of its identity.
-IDENTITY_EXCLUDES = ("paths", "logger", "study", "run.threads", "trainer.enable_progress_bar")
+IDENTITY_EXCLUDES = ("paths", "logger", "study", "run.threads", "run.checkpoint", "run.resume",
+                     "trainer.enable_progress_bar")
 
 
 @dataclass
@@ -72,6 +76,8 @@ def build(cfg: DictConfig, plan: ProcessPlan | None = None) -> Parts:
     recipe = resolve_recipe(cfg)
     check_steps(cfg)
     check_writable(to_absolute_path(cfg.paths.results), "paths.results")
+    if cfg.run.checkpoint.every_s is not None:
+        check_writable(to_absolute_path(cfg.paths.checkpoints), "paths.checkpoints")
     norm = cfg.norm
     norm_layer = create_norm(**norm)  # checks norm.* first: batch_sizes reads norm.ghost_size
     batches = batch_sizes(cfg, plan)
@@ -292,9 +298,18 @@ def train_process(cfg: DictConfig, ctx: RunContext, plan: ProcessPlan) -> dict |
     bar = cfg.trainer.enable_progress_bar
     bar = sys.stderr.isatty() and plan.is_zero if bar is None else bar  # null: a bar on a terminal, else log lines
     tracker = RunTracker(label, probe, progress_lines=not bar and plan.is_zero)
-    callbacks = [FinalEvaluation(), tracker] + ([TQDMProgressBar(refresh_rate=25)] if bar else [])
+    folder = checkpoint_dir(to_absolute_path(cfg.paths.checkpoints), run_dir.name)
+    checkpointer = Checkpointer(folder, cfg.run.checkpoint.every_s, ctx.run_id)
+    checkpointer.watch(lambda: tracker.train_s)
+    resume_from = resumable(folder) if cfg.run.resume else None
+    resumed = read_state(resume_from) if resume_from else {}
+    if resume_from and plan.is_zero:
+        log.info("[%s] resuming from step %d (%s)", label, resumed["step"], resume_from)
+    callbacks = [FinalEvaluation(), tracker, checkpointer] + ([TQDMProgressBar(refresh_rate=25)] if bar else [])
     if plan.world_size > 1:
         callbacks.append(AverageRunningStats())
+    if (faults := step_faults()) is not None:
+        callbacks.append(faults)
     logger = build_logger(cfg, ctx.run_id, ctx.choices, output_dir) if plan.is_zero else None
     trainer = instantiate(cfg.trainer, logger=logger or False, callbacks=callbacks, enable_progress_bar=bar,
                           default_root_dir=str(output_dir), **trainer_arguments(plan))
@@ -303,7 +318,7 @@ def train_process(cfg: DictConfig, ctx: RunContext, plan: ProcessPlan) -> dict |
     t0 = time.perf_counter()
     status, error, final_acc, final_acc_ema, population_batches = None, None, None, None, None
     try:
-        trainer.fit(parts.system, datamodule=parts.datamodule)
+        trainer.fit(parts.system, datamodule=parts.datamodule, ckpt_path=resume_from, weights_only=True)
         if parts.system.diverged_at is not None:
             status = "diverged"
         else:
@@ -322,6 +337,7 @@ def train_process(cfg: DictConfig, ctx: RunContext, plan: ProcessPlan) -> dict |
                     model, iter(parts.datamodule.train_dataloader()), cfg.norm.population_batches)
                 average_running_stats(model)
                 final_acc = accuracy(model, parts.datamodule.val_dataloader())
+        fault_point("trained", plan.rank)
     except Exception as e:
         status, error = "failed", f"{type(e).__name__}: {e}"
         raise
@@ -333,8 +349,11 @@ def train_process(cfg: DictConfig, ctx: RunContext, plan: ProcessPlan) -> dict |
         else:
             record = make_record(cfg, ctx, plan, parts, trainer, tracker, status, error, final_acc, final_acc_ema,
                                  population_batches, started, time.perf_counter() - t0)
+            record["resumed_at"] = checkpointer.resumed_at
             path = save_record(run_dir, output_dir, record, {**tracker.curve, "probe_quantiles": list(QUANTILES),
                                                              "probe": tracker.probe})
+            if status != "failed":  # a failed run keeps its checkpoint: started again, it resumes
+                finish_checkpoints(folder, keep_in=path.parent if cfg.run.checkpoint.keep else None)
             finish_logger(logger, record, failed=status == "failed")
             best = record["best_acc"]
             log.info("[%s] %s after %d steps: best acc %s, wall %.0fs -> %s", label, status, record["steps"],

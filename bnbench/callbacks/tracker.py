@@ -36,6 +36,7 @@ class RunTracker(pl.Callback):
         self.probe: list[list[list[float]]] = []
         self.eval_s = 0.0
         self._t0 = self._v0 = 0.0
+        self._before = self._eval_before = 0.0  # clocks of the attempts before this one (a resumed run)
         self._next_line = 0  # progress lines about every 10% of the run
         self.record_validate = False  # also record `trainer.validate` runs (train.py's evaluation after fit)
 
@@ -49,9 +50,20 @@ class RunTracker(pl.Callback):
         if pl_module.device.type == "cuda":
             torch.cuda.synchronize(pl_module.device)
 
+    def state_dict(self) -> dict:
+        """What a checkpoint carries (bnbench/checkpoint.py): the curves, probes and clocks so far."""
+        return {"curve": self.curve, "probe": self.probe, "train_s": self.train_s, "eval_s": self.eval_s,
+                "next_line": self._next_line}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.curve = {k: list(v) for k, v in state["curve"].items()}
+        self.probe = [*state["probe"]]
+        self._before, self.eval_s, self._next_line = state["train_s"], state["eval_s"], state["next_line"]
+
     def on_train_start(self, trainer, pl_module):
         self._sync(pl_module)
         self._t0 = time.perf_counter()
+        self._eval_before = self.eval_s
 
     def on_validation_start(self, trainer, pl_module):
         self._sync(pl_module)
@@ -59,7 +71,10 @@ class RunTracker(pl.Callback):
 
     @property
     def train_s(self) -> float:
-        return time.perf_counter() - self._t0 - self.eval_s if self._t0 else 0.0
+        """Seconds of training so far, evaluation excluded (and earlier attempts included)."""
+        if not self._t0:
+            return self._before
+        return self._before + time.perf_counter() - self._t0 - (self.eval_s - self._eval_before)
 
     def on_validation_end(self, trainer, pl_module):
         if trainer.sanity_checking or not (trainer.state.fn == "fit" or self.record_validate):

@@ -31,6 +31,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 from bnbench.data.ordering import MODES, epoch_order
+from bnbench.data.position import ResumableLoader, split_position, trained_batches
 from bnbench.data.ranks import eval_block, per_rank_batch, rank_and_world, rank_order
 from bnbench.errors import ConfigError, DataError
 
@@ -211,10 +212,15 @@ class EpochSampler(Sampler):
                  world: int = 1):
         self.n, self.shuffle, self.num_shards, self.seed = n, shuffle, num_shards, seed
         self.batch_size, self.rank, self.world = batch_size, rank, world  # global batch; data/ranks.py
-        self.epoch = 0
+        self.epoch, self.skip = 0, 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    def seek(self, batches: int) -> None:
+        """Start after `batches` global batches (a resumed run: data/position.py)."""
+        self.epoch, skipped = split_position(batches, self.n // self.batch_size)
+        self.skip = skipped * (self.batch_size // self.world)  # this rank's examples of those batches
 
     def __len__(self) -> int:
         return self.n // self.batch_size * self.batch_size // self.world
@@ -224,9 +230,9 @@ class EpochSampler(Sampler):
         return epoch_order(self.shuffle, self.n, self.num_shards, g)
 
     def __iter__(self):
-        epoch = self.epoch
-        self.epoch += 1
-        for i in rank_order(self.order(epoch), self.batch_size, self.rank, self.world).tolist():
+        epoch, skip = self.epoch, self.skip
+        self.epoch, self.skip = epoch + 1, 0
+        for i in rank_order(self.order(epoch), self.batch_size, self.rank, self.world)[skip:].tolist():
             yield epoch, i
 
 
@@ -298,10 +304,11 @@ class ImageFolderDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         self.setup()
         _, world = rank_and_world(self.trainer)
-        return DataLoader(
+        return ResumableLoader(
             self.train_set, batch_size=per_rank_batch(self.batch_size, world), sampler=self.train_sampler(),
             num_workers=self.num_workers, drop_last=True,
             persistent_workers=self.num_workers > 0, pin_memory=False,
+            position=trained_batches(self), seed=self.seed,
         )
 
     def val_dataloader(self) -> DataLoader:

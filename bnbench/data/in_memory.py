@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from bnbench.data.idx import find_idx, read_idx
 from bnbench.data.ordering import MODES, epoch_order
+from bnbench.data.position import ResumableLoader, split_position, trained_batches
 from bnbench.data.ranks import eval_block, rank_and_world, rank_order
 from bnbench.errors import ConfigError, DataError
 
@@ -75,6 +76,7 @@ class BatchStream(IterableDataset):
     The epoch counter advances on every pass, so each epoch gets its own order from
     (seed, epoch): the same seed reproduces the same sequence of batches. `batch_size` is the
     global batch; rank `rank` of `world` processes gets its slice of each (data/ranks.py).
+    `seek` places the stream after a number of batches (a resumed run: data/position.py).
     """
 
     def __init__(self, images, labels, batch_size: int, shuffle: str, num_shards: int, seed: int,
@@ -82,10 +84,13 @@ class BatchStream(IterableDataset):
         self.images, self.labels = images, labels
         self.batch_size, self.shuffle, self.num_shards, self.seed = batch_size, shuffle, num_shards, seed
         self.rank, self.world = rank, world
-        self.epoch = 0
+        self.epoch, self.skip = 0, 0
 
     def __len__(self) -> int:
         return len(self.labels) // self.batch_size
+
+    def seek(self, batches: int) -> None:
+        self.epoch, self.skip = split_position(batches, len(self))
 
     def order(self, epoch: int) -> torch.Tensor:
         g = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
@@ -93,8 +98,9 @@ class BatchStream(IterableDataset):
 
     def __iter__(self):
         order = rank_order(self.order(self.epoch), self.batch_size, self.rank, self.world).to(self.images.device)
+        skip, self.skip = self.skip, 0
         self.epoch += 1
-        for idx in order.view(len(self), -1):
+        for idx in order.view(len(self), -1)[skip:]:
             yield self.images[idx], self.labels[idx]
 
 
@@ -170,7 +176,7 @@ class IDXDataModule(pl.LightningDataModule):
         self._on_device()
         stream = BatchStream(*self.train_set, self.batch_size, self.shuffle, self.num_shards, self.seed,
                              *rank_and_world(self.trainer))
-        return DataLoader(stream, batch_size=None)
+        return ResumableLoader(stream, batch_size=None, position=trained_batches(self), seed=self.seed)
 
     def val_dataloader(self) -> DataLoader:
         self.setup()

@@ -13,6 +13,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset
 
 from bnbench.data.ordering import MODES
+from bnbench.data.position import ResumableLoader, split_position, trained_batches
 from bnbench.data.ranks import per_rank_batch, rank_and_world
 from bnbench.errors import ConfigError
 
@@ -21,15 +22,21 @@ class RandomBatches(IterableDataset):
     def __init__(self, shape: Sequence[int], num_classes: int, batch_size: int, batches: int, device, seed: int):
         self.shape, self.num_classes, self.batch_size, self.batches = tuple(shape), num_classes, batch_size, batches
         self.device, self.seed = device, seed
+        self.skip = 0
 
     def __len__(self) -> int:
         return self.batches
+
+    def seek(self, batches: int) -> None:
+        """Every epoch is the same: only the batches left in this one matter."""
+        self.skip = split_position(batches, self.batches)[1]
 
     def __iter__(self):
         g = torch.Generator(device=self.device).manual_seed(self.seed)
         x = torch.rand((self.batch_size, *self.shape), generator=g, device=self.device)
         y = torch.randint(0, self.num_classes, (self.batch_size,), generator=g, device=self.device)
-        for _ in range(self.batches):  # the same batch again: generation stays off the clock
+        skip, self.skip = self.skip, 0
+        for _ in range(self.batches - skip):  # the same batch again: generation stays off the clock
             yield x, y
 
 
@@ -63,8 +70,9 @@ class SyntheticDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         b, offset = self._rank_batch()
-        return DataLoader(RandomBatches(self.in_shape, self.num_classes, b, self.batches_per_epoch,
-                                        self._device(), self.seed + offset), batch_size=None)
+        return ResumableLoader(RandomBatches(self.in_shape, self.num_classes, b, self.batches_per_epoch,
+                                             self._device(), self.seed + offset), batch_size=None,
+                               position=trained_batches(self), seed=self.seed)
 
     def val_dataloader(self) -> DataLoader:
         b, offset = self._rank_batch()

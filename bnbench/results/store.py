@@ -81,19 +81,22 @@ def write_atomic(path: Path, data: bytes | str) -> Path:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    with contextlib.suppress(OSError):  # make the rename itself durable (not every file system can)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
+    fsync_dir(path.parent)
+    return path
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename in `folder` durable (not every file system can)."""
+    with contextlib.suppress(OSError):
+        dir_fd = os.open(folder, os.O_RDONLY)
         try:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
-    return path
 
 
 def write_json_atomic(path: Path, obj) -> Path:
     return write_atomic(path, json.dumps(finite(obj), indent=1, allow_nan=False))
-
-
 
 
 def write_run(run_dir: Path, record: dict, curves: dict) -> Path:

@@ -1,0 +1,182 @@
+"""Exact resume (bnbench/checkpoint.py): a run killed with SIGKILL at any moment and started again
+with the same command ends with the same record, curves and weights as an uninterrupted run of
+the same seed, bit for bit on CPU.
+
+Kills come from inside (bnbench/faults.py: BNBENCH_FAULT names the point, the process sends
+itself SIGKILL there, as the kernel's OOM killer would) and from outside (the test kills the
+process while it trains). The data: 600 training examples, batch 60 = 10 batches an epoch;
+evaluations (and checkpoints, run.checkpoint.every_s=0) every 7 steps, so checkpoints fall
+inside epochs and at their ends; 50 steps, the last one not an evaluation step.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import records_under, run_cli
+
+STEPS = ["trainer.max_steps=50", "run.eval_every=7"]
+RUN = ["train", "experiment=mnist_bn", *STEPS, "run.checkpoint.every_s=0", "run.checkpoint.keep=true", "logger=none"]
+# What legitimately differs between two attempts: clocks, the launch folder, the resume itself.
+UNSTABLE = {"started", "wall_s", "train_s", "eval_s", "time_to_target", "output_dir", "launch", "resumed_at", "config"}
+KILLED = -signal.SIGKILL
+
+
+def outcome(root: Path) -> tuple[dict, dict, dict]:
+    """(record, curves, final weights) of the one completed run under `root`."""
+    (path,) = [p for p in records_under(root) if json.loads(p.read_text())["status"] == "completed"]
+    record = json.loads(path.read_text())
+    curves = json.loads((path.parent / "curves.json").read_text())
+    weights = torch.load(path.parent / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    return record, curves, weights
+
+
+def assert_same_run(a: Path, b: Path) -> dict:
+    """The runs under a and b are the same run: record (but clocks), curves, weights, bit for bit."""
+    (ra, ca, wa), (rb, cb, wb) = outcome(a), outcome(b)
+    assert {k: v for k, v in ra.items() if k not in UNSTABLE} == {k: v for k, v in rb.items() if k not in UNSTABLE}
+    assert ra["config"]["trainer"] == rb["config"]["trainer"]
+    for key in ("step", "acc", "loss"):
+        assert ca[key] == cb[key], key
+    assert ca["probe"] == cb["probe"]
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    return rb
+
+
+def killed_then_resumed(args: list[str], cwd: Path, *faults: str) -> subprocess.CompletedProcess:
+    """Run `args` once per fault, each attempt killed at its fault, then once more to the end."""
+    cwd.mkdir(parents=True, exist_ok=True)
+    for fault in faults:
+        proc = run_cli(*args, cwd=cwd, env={"BNBENCH_FAULT": fault})
+        assert proc.returncode in (KILLED, 1), proc.stderr[-3000:]  # 1: a rank of a multi-process job
+        assert not records_under(cwd), f"an attempt killed at {fault} left a record"
+    return run_cli(*args, cwd=cwd)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tiny_data, tmp_path_factory) -> Path:
+    cwd = tmp_path_factory.mktemp("uninterrupted")
+    proc = run_cli(*RUN, f"data.root={tiny_data}", cwd=cwd)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return cwd
+
+
+@pytest.mark.parametrize("faults, resumed_at", [
+    (["step-24"], [21]),                        # between checkpoints, inside an epoch
+    (["step-32"], [28]),                        # the checkpoint before it: 2 batches short of an epoch's end
+    (["checkpoint-written@3"], [14]),           # during the 3rd checkpoint's write: the 2nd is used
+    (["checkpoint-saved@5"], [35]),             # just after a checkpoint
+    (["trained"], [49]),                        # training over, the record not yet written
+    (["step-24", "step-45"], [21, 42]),         # killed twice
+])
+def test_a_killed_run_resumes_to_the_same_record_curves_and_weights(tiny_data, tmp_path, uninterrupted, faults,
+                                                                     resumed_at):
+    proc = killed_then_resumed([*RUN, f"data.root={tiny_data}"], tmp_path, *faults)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "resuming from step" in proc.stdout + proc.stderr
+    record = assert_same_run(uninterrupted, tmp_path)
+    assert record["resumed_at"] == resumed_at
+    assert not any((tmp_path / "results" / "adhoc" / "checkpoints").iterdir())  # finished: checkpoints gone
+
+
+def test_a_run_killed_from_outside_while_it_trains_resumes_exactly(tiny_data, tmp_path):
+    """SIGKILL from another process, at whatever moment the run has reached once it has a checkpoint.
+    Longer run (400 steps) so the kill lands in training, not after it."""
+    args = ["train", "experiment=mnist_bn", "trainer.max_steps=400", "run.eval_every=7", "run.checkpoint.every_s=0",
+            "run.checkpoint.keep=true", "logger=none", f"data.root={tiny_data}"]
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    whole.mkdir(), cut.mkdir()
+    assert run_cli(*args, cwd=whole).returncode == 0
+    env = {**os.environ, "WANDB_MODE": "offline", "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.Popen([sys.executable, "-m", "bnbench.cli", *args], cwd=cut, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    folder = cut / "results" / "adhoc" / "checkpoints"
+    deadline = time.monotonic() + 120
+    while not list(folder.glob("*/last.ckpt")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == KILLED, "the run ended before it could be killed: lengthen it"
+    resumed = run_cli(*args, cwd=cut)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    record = assert_same_run(whole, cut)
+    assert len(record["resumed_at"]) == 1 and 0 < record["resumed_at"][0] < 400
+
+
+def test_dropout_and_distortions_draw_the_same_random_numbers_after_a_resume(tiny_data, tmp_path):
+    """inception_mini with dropout 0.4 and photometric distortions draws from torch's global
+    generator every step: a resume must put it back exactly (and the loaders must not draw from it)."""
+    args = ["train", "model=inception_mini", "norm=batch", "trainer.max_steps=24", "run.eval_every=7",
+            "run.checkpoint.every_s=0", "run.checkpoint.keep=true", "logger=none", f"data.root={tiny_data}",
+            "run.probe_batch=50", "data.eval_batch_size=100"]
+    whole = tmp_path / "whole"
+    whole.mkdir()
+    assert run_cli(*args, cwd=whole).returncode == 0
+    proc = killed_then_resumed(args, tmp_path / "cut", "step-17")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert assert_same_run(whole, tmp_path / "cut")["resumed_at"] == [14]
+
+
+def test_a_two_process_run_resumes_when_one_rank_is_killed(tiny_data, tmp_path):
+    """Rank 1 dies (SIGKILL) mid-run: the job fails naming it; started again, the 2-process run
+    resumes every rank's generators and data position and ends as the uninterrupted one."""
+    args = [*RUN, "trainer=ddp", "trainer.devices=2", "trainer.accelerator=cpu", f"data.root={tiny_data}"]
+    whole = tmp_path / "whole"
+    whole.mkdir()
+    assert run_cli(*args, cwd=whole).returncode == 0
+    cut = tmp_path / "cut"
+    cut.mkdir()
+    failed = run_cli(*args, cwd=cut, env={"BNBENCH_FAULT": "step-24:rank1"})
+    assert failed.returncode == 1 and "rank 1 of 2 exited with signal SIGKILL" in failed.stderr
+    # rank 0, left alone in a collective, fails too: a failed record, its checkpoint kept
+    assert [json.loads(p.read_text())["status"] for p in records_under(cut)] in ([], ["failed"])
+    proc = run_cli(*args, cwd=cut)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert assert_same_run(whole, cut)["resumed_at"] == [21]
+
+
+def test_resume_can_be_turned_off_and_checkpoints_can_be_turned_off(tiny_data, tmp_path):
+    args = [*RUN, f"data.root={tiny_data}"]
+    assert run_cli(*args, cwd=tmp_path, env={"BNBENCH_FAULT": "step-24"}).returncode == KILLED
+    fresh = run_cli(*args, "run.resume=false", cwd=tmp_path)
+    assert fresh.returncode == 0 and "resuming" not in fresh.stdout + fresh.stderr
+    assert json.loads(records_under(tmp_path)[0].read_text())["resumed_at"] == []
+    none = tmp_path / "none"
+    none.mkdir()
+    proc = run_cli(*args, "run.checkpoint.every_s=null", cwd=none, env={"BNBENCH_FAULT": "step-24"})
+    assert proc.returncode == KILLED and not (none / "results" / "adhoc" / "checkpoints").exists()
+
+
+def test_checkpoints_load_with_weights_only(tiny_data, tmp_path):
+    """Nothing but tensors, numbers, strings and containers: torch.load(weights_only=True) reads it."""
+    from bnbench.checkpoint import read_state
+
+    assert run_cli(*RUN, f"data.root={tiny_data}", cwd=tmp_path, env={"BNBENCH_FAULT": "step-24"}).returncode == KILLED
+    (path,) = (tmp_path / "results" / "adhoc" / "checkpoints").glob("*/last.ckpt")
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    assert ckpt["global_step"] == 21
+    state = read_state(path)
+    assert state["step"] == 21 and len(state["rng"]) == 1 and state["resumed_at"] == []
+
+
+def test_rng_state_round_trips_every_generator():
+    import random
+
+    import numpy as np
+
+    from bnbench.checkpoint import capture_rng, restore_rng
+
+    state = capture_rng()
+    first = (torch.rand(3), np.random.rand(3), random.random())
+    restore_rng(state)
+    again = (torch.rand(3), np.random.rand(3), random.random())
+    assert torch.equal(first[0], again[0]) and (first[1] == again[1]).all() and first[2] == again[2]
