@@ -144,6 +144,23 @@ def test_a_two_process_run_resumes_when_one_rank_is_killed(tiny_data, tmp_path):
     assert assert_same_run(whole, cut)["resumed_at"] == [21]
 
 
+def test_a_study_killed_mid_job_is_finished_by_relaunching_it(tiny_data, tmp_path):
+    """The job's worker process is killed (joblib); relaunching the launch runs the job again and
+    it resumes from its checkpoint, ending as the uninterrupted study's run."""
+    study = tmp_path / "one.yaml"
+    study.write_text("seeds: [0]\nvariants:\n  bn: [experiment=mnist_bn]\nreference: bn\n")
+    args = ["study", str(study), f"data.root={tiny_data}", *STEPS, "run.checkpoint.every_s=0",
+            "run.checkpoint.keep=true", "logger=none", "study.launch=L"]
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    whole.mkdir(), cut.mkdir()
+    assert run_cli(*args, cwd=whole).returncode == 0
+    killed = run_cli(*args, cwd=cut, env={"BNBENCH_FAULT": "step-24"})
+    assert killed.returncode != 0 and not records_under(cut)
+    relaunched = run_cli(*args, cwd=cut)
+    assert relaunched.returncode == 0, relaunched.stderr[-3000:]
+    assert assert_same_run(whole / "results", cut / "results")["resumed_at"] == [21]
+
+
 def test_resume_can_be_turned_off_and_checkpoints_can_be_turned_off(tiny_data, tmp_path):
     args = [*RUN, f"data.root={tiny_data}"]
     assert run_cli(*args, cwd=tmp_path, env={"BNBENCH_FAULT": "step-24"}).returncode == KILLED
@@ -180,3 +197,34 @@ def test_rng_state_round_trips_every_generator():
     restore_rng(state)
     again = (torch.rand(3), np.random.rand(3), random.random())
     assert torch.equal(first[0], again[0]) and (first[1] == again[1]).all() and first[2] == again[2]
+
+
+@pytest.mark.parametrize("batches", [0, 3, 10, 13, 29])
+def test_every_training_stream_resumes_at_the_batch_it_was_at(batches):
+    """seek(b) on a fresh stream gives what an uninterrupted stream gives from batch b on, for
+    each of the three kinds (in-memory IDX, ImageNet-style folders' sampler, synthetic),
+    across epoch ends, on rank 1 of 2."""
+    from bnbench.data.imagefolder import EpochSampler
+    from bnbench.data.in_memory import BatchStream
+    from bnbench.data.synthetic import RandomBatches
+
+    def idx_stream():
+        return BatchStream(torch.arange(100).float(), torch.arange(100), 10, "within_shard", 4, seed=3, rank=1, world=2)
+
+    def sampler():  # 10 global batches of 10 an epoch; rank 1's 5 examples of each
+        return EpochSampler(103, "global", 4, seed=3, batch_size=10, rank=1, world=2)
+
+    def synthetic():
+        return RandomBatches((2,), 3, 4, 10, "cpu", seed=3)
+
+    def epochs(stream, n):
+        out = []
+        for _ in range(n):
+            out += [b[0].tolist() if isinstance(b, tuple) and torch.is_tensor(b[0]) else b for b in stream]
+        return out
+
+    for make, per_batch in ((idx_stream, 1), (sampler, 5), (synthetic, 1)):
+        whole = epochs(make(), 3)
+        stream = make()
+        stream.seek(batches)
+        assert epochs(stream, 3 - batches // 10) == whole[batches * per_batch:], make.__name__

@@ -152,10 +152,12 @@ def wait_for(what: str, predicate, timeout: float, proc: subprocess.Popen):
 def test_a_job_sent_the_requeue_signal_is_requeued_once_and_leaves_one_record(tiny_data, tmp_path, devices, steps):
     """SIGUSR2 to a running job's tasks (what SLURM sends before the time limit, and the recipe
     for a preemption by hand): submitit's handler on rank 0 requeues the job with the same
-    config, the interrupted attempt writes no record, the rerun writes the one record."""
+    config, the interrupted attempt writes no record, the rerun resumes from the interrupted
+    attempt's last checkpoint (bnbench/checkpoint.py) and writes the one record."""
     study = study_file(tmp_path, "requeue", {"one": ["experiment=mnist_bn", *devices]})
     proc = start_cli("study", str(study), "hydra/launcher=slurm", f"data.root={tiny_data}", "logger=none",
-                     f"trainer.max_steps={steps}", f"run.eval_every={steps // 10}", cwd=tmp_path)
+                     f"trainer.max_steps={steps}", f"run.eval_every={steps // 10}", "run.checkpoint.every_s=0",
+                     cwd=tmp_path)
     try:
         outputs = tmp_path / "outputs" / "requeue"
         job_dir = wait_for("a SLURM job", lambda: outputs.exists() and [
@@ -175,6 +177,9 @@ def test_a_job_sent_the_requeue_signal_is_requeued_once_and_leaves_one_record(ti
     (record,) = records_under(tmp_path / "results")
     rec = json.loads(record.read_text())
     assert rec["status"] == "completed" and rec["steps"] == steps
+    (resumed_at,) = rec["resumed_at"]  # the requeued attempt went on from a checkpoint, not from step 0
+    assert resumed_at >= steps // 10 and resumed_at % (steps // 10) == 0
+    assert f"resuming from step {resumed_at}" in job_log.read_text()
     assert job_state(job_id) == "COMPLETED"
     assert "Restarts=1 " in job_info(job_id)
     # submitit's own log lines (Hydra's job logging repeats them in its format)
