@@ -39,13 +39,14 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from bnbench.errors import ConfigError
+from bnbench.errors import BnbenchError, ConfigError
 
 log = logging.getLogger("bnbench")
 
 # Strategies whose launchers lose or re-run the job: bnbench launches the ranks itself.
 FOREIGN_LAUNCHERS = ("ddp_spawn", "ddp_fork", "ddp_notebook", "ddp_spawn_find_unused_parameters_false")
 RESULT = "record.json"  # rank 0's record, handed back beside the spec file
+ERROR = "error.txt"  # a rank's BnbenchError (bad input found late), handed back the same way
 
 
 @dataclass(frozen=True)
@@ -229,6 +230,8 @@ def launch_workers(cfg: DictConfig, ctx: RunContext, plan: ProcessPlan, record_p
                                           stderr=pipe))
             tails.append(StderrTail(procs[-1]) if rank else None)
         failed = wait_all(procs)
+        if (spec_dir / ERROR).exists():  # a rank met bad input (bnbench's one-line errors): say it as one line
+            raise BnbenchError((spec_dir / ERROR).read_text())
         if failed is not None:
             rank, code = failed
             said = tails[rank].last_lines() if tails[rank] else "its traceback is above"
@@ -314,7 +317,11 @@ def worker_main(spec_path: str, rank: int) -> int:
     from bnbench.train import train_process
 
     torch.set_num_threads(int(os.environ.get("BNBENCH_THREADS", "1")))
-    record = train_process(OmegaConf.create(spec["config"]), RunContext(**spec["context"]), plan)
+    try:
+        record = train_process(OmegaConf.create(spec["config"]), RunContext(**spec["context"]), plan)
+    except BnbenchError as e:  # e.g. W&B could not start online (logger.on_unreachable=fail)
+        (Path(spec_path).parent / ERROR).write_text(str(e))
+        return 2
     if record is not None:  # rank 0: hand the record back to the job's process
         (Path(spec_path).parent / RESULT).write_text(json.dumps(finite(record), default=str))
     return 0

@@ -145,6 +145,11 @@ class ShuffleConf:
     mode: ShuffleMode = ShuffleMode["global"]
 
 
+# What a run does when online W&B cannot start (bnbench.loggers): log offline, or stop.
+LOGGER_ON_UNREACHABLE = ("offline", "fail")
+LoggerOnUnreachable = _choice("LoggerOnUnreachable", LOGGER_ON_UNREACHABLE)
+
+
 @dataclass
 class LoggerConf:
     kind: LoggerKind = MISSING
@@ -152,6 +157,10 @@ class LoggerConf:
     entity: Optional[str] = None
     mode: Optional[LoggerMode] = None
     tags: list[str] = field(default_factory=list)
+    init_timeout: float = bounded(30.0, above=0, why="seconds an online W&B run may take to start")
+    on_unreachable: LoggerOnUnreachable = LoggerOnUnreachable["offline"]
+    finish_timeout: Optional[float] = bounded(
+        60.0, above=0, why="seconds W&B may take to upload at the end of a run; null: no limit")
 
 
 @dataclass

@@ -310,7 +310,8 @@ def train_process(cfg: DictConfig, ctx: RunContext, plan: ProcessPlan) -> dict |
         callbacks.append(AverageRunningStats())
     if (faults := step_faults()) is not None:
         callbacks.append(faults)
-    logger = build_logger(cfg, ctx.run_id, ctx.choices, output_dir) if plan.is_zero else None
+    logger = build_logger(cfg, ctx.run_id, ctx.choices, output_dir, resume_id=resumed.get("wandb_id")) \
+        if plan.is_zero else None
     trainer = instantiate(cfg.trainer, logger=logger or False, callbacks=callbacks, enable_progress_bar=bar,
                           default_root_dir=str(output_dir), **trainer_arguments(plan))
 

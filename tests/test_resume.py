@@ -228,3 +228,18 @@ def test_every_training_stream_resumes_at_the_batch_it_was_at(batches):
         stream = make()
         stream.seek(batches)
         assert epochs(stream, 3 - batches // 10) == whole[batches * per_batch:], make.__name__
+
+
+def test_the_resumed_run_continues_the_same_wandb_run(tiny_data, tmp_path):
+    """The W&B run id travels in the checkpoint: the killed attempt's offline run and the
+    resumed one are the same W&B run (wandb sync puts them together)."""
+    args = [*RUN[:-1], "logger=wandb", f"data.root={tiny_data}"]
+    assert run_cli(*args, cwd=tmp_path, env={"BNBENCH_FAULT": "step-24"}).returncode == KILLED
+    time.sleep(1.1)  # Hydra's output folder is named by the second
+    proc = run_cli(*args, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = sorted((tmp_path / "outputs").rglob("offline-run-*"))
+    assert len(runs) == 2, runs
+    ids = {p.name.rsplit("-", 1)[1] for p in runs}
+    assert len(ids) == 1, runs
+    assert json.loads(records_under(tmp_path)[0].read_text())["resumed_at"] == [21]
