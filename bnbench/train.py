@@ -352,7 +352,7 @@ def train_process(cfg: DictConfig, ctx: RunContext, plan: ProcessPlan) -> dict |
                                  population_batches, started, time.perf_counter() - t0)
             record["resumed_at"] = checkpointer.resumed_at
             path = save_record(run_dir, output_dir, record, {**tracker.curve, "probe_quantiles": list(QUANTILES),
-                                                             "probe": tracker.probe})
+                                                             "probe": tracker.probe, "probe_step": tracker.probe_step})
             if status != "failed":  # a failed run keeps its checkpoint: started again, it resumes
                 finish_checkpoints(folder, keep_in=path.parent if cfg.run.checkpoint.keep else None)
             finish_logger(logger, record, failed=status == "failed")

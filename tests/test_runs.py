@@ -40,7 +40,8 @@ def test_short_real_run_on_fashion_mnist_writes_record_and_offline_wandb_run(tmp
     assert rec["env"]["packages"]["torch"] and rec["env"]["device"] == "cpu"
     curves = json.loads((records_under(tmp_path / "results")[0].parent / "curves.json").read_text())
     assert curves["step"] == [100, 200, 300]
-    assert len(curves["probe"]) == 3 and len(curves["probe"][0]) == 3 and len(curves["probe"][0][0]) == 100
+    assert len(curves["probe"]) == 4 and len(curves["probe"][0]) == 3 and len(curves["probe"][0][0]) == 100
+    assert curves["probe_step"] == [0, 100, 200, 300]  # before any update, then at every evaluation
     # a real W&B run, offline, in the run's output directory, closed (wandb.finish ran)
     runs = list((tmp_path / "outputs").rglob("offline-run-*/*.wandb"))
     assert len(runs) == 1, runs

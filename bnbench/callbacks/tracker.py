@@ -1,8 +1,16 @@
 """Records what a run's report needs, at every evaluation: the accuracy curve, the training
-time spent so far (evaluation excluded), and the activation probe of Fig. 1(b, c)."""
+time spent so far (evaluation excluded), and the activation probe of Fig. 1(b, c).
+
+The probe is taken before any update (step 0) and at every evaluation (`curves["probe_step"]`
+says when). It looks at the network as training computes it: normalization layers normalize
+over the probe batch itself (this process's batch statistics, their running estimates left
+untouched), dropout is off. In inference mode, a BN network at step 0 would use its initial
+running estimates (mean 0, variance 1), i.e. not normalize at all, and the first probe would
+show the normalization switching on rather than any drift."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 
@@ -34,6 +42,7 @@ class RunTracker(pl.Callback):
         self.label, self.probe_batch, self.progress_lines = label, probe_batch, progress_lines
         self.curve: dict[str, list] = {"step": [], "acc": [], "train_s": [], "loss": []}
         self.probe: list[list[list[float]]] = []
+        self.probe_step: list[int] = []
         self.eval_s = 0.0
         self._t0 = self._v0 = 0.0
         self._before = self._eval_before = 0.0  # clocks of the attempts before this one (a resumed run)
@@ -52,15 +61,17 @@ class RunTracker(pl.Callback):
 
     def state_dict(self) -> dict:
         """What a checkpoint carries (bnbench/checkpoint.py): the curves, probes and clocks so far."""
-        return {"curve": self.curve, "probe": self.probe, "train_s": self.train_s, "eval_s": self.eval_s,
-                "next_line": self._next_line}
+        return {"curve": self.curve, "probe": self.probe, "probe_step": self.probe_step, "train_s": self.train_s,
+                "eval_s": self.eval_s, "next_line": self._next_line}
 
     def load_state_dict(self, state: dict) -> None:
         self.curve = {k: list(v) for k, v in state["curve"].items()}
-        self.probe = [*state["probe"]]
+        self.probe, self.probe_step = [*state["probe"]], [*state["probe_step"]]
         self._before, self.eval_s, self._next_line = state["train_s"], state["eval_s"], state["next_line"]
 
     def on_train_start(self, trainer, pl_module):
+        if self.probe_batch is not None and trainer.global_step == 0:  # before any update (not on resume)
+            self._record_probe(pl_module, 0)
         self._sync(pl_module)
         self._t0 = time.perf_counter()
         self._eval_before = self.eval_s
@@ -81,7 +92,7 @@ class RunTracker(pl.Callback):
             return
         acc = round(float(trainer.callback_metrics[VAL_ACC]), 6)  # float32 noise off
         if self.probe_batch is not None:
-            self.probe.append(self._probe(pl_module).tolist())
+            self._record_probe(pl_module, trainer.global_step)
         self._sync(pl_module)
         self.eval_s += time.perf_counter() - self._v0
         loss = pl_module.last_loss
@@ -94,6 +105,10 @@ class RunTracker(pl.Callback):
             log.info("[%s] step %d/%d  acc %.4f  loss %.4f  train %.0fs  eval %.0fs", self.label, step,
                      trainer.max_steps, acc, self.curve["loss"][-1] or float("nan"), self.train_s, self.eval_s)
 
+    def _record_probe(self, pl_module, step: int) -> None:
+        self.probe.append(self._probe(pl_module).tolist())
+        self.probe_step.append(step)
+
     @torch.no_grad()
     def _probe(self, pl_module) -> torch.Tensor:
         model = pl_module.model
@@ -102,8 +117,33 @@ class RunTracker(pl.Callback):
         was_training = model.training
         model.eval()
         try:
-            model(self.probe_batch.to(pl_module.device))
+            with batch_statistics(model):
+                model(self.probe_batch.to(pl_module.device))
         finally:
             handle.remove()
             model.train(was_training)
         return unit_quantiles(seen[0])
+
+
+@contextlib.contextmanager
+def batch_statistics(model: torch.nn.Module):
+    """Normalization layers (those keeping running estimates) normalize over the batch in hand,
+    this process's alone (bnbench's own BN with `global` or `ghost` statistics is switched to
+    `device` for the while: no collective from the one rank that probes), and their running
+    estimates are put back afterwards. Everything else stays as it is (dropout: off in eval)."""
+    layers = [m for m in model.modules() if isinstance(getattr(m, "running_mean", None), torch.Tensor)]
+    saved = [({k: b.clone() for k, b in m.named_buffers(recurse=False)}, m.training,
+              getattr(m, "stats", None), getattr(m, "ghost_size", None)) for m in layers]
+    try:
+        for m in layers:
+            m.train()
+            if hasattr(m, "stats"):
+                m.stats, m.ghost_size = "device", None
+        yield
+    finally:
+        for m, (buffers, training, stats, ghost) in zip(layers, saved):
+            for k, b in buffers.items():
+                getattr(m, k).copy_(b)
+            m.train(training)
+            if stats is not None:
+                m.stats, m.ghost_size = stats, ghost

@@ -208,13 +208,17 @@ def _render(spec, meta, records, cells, keys, figures, launch_dir) -> str:
             ds = [drift_summary(r.record["curves"].get("probe")) for r in s.rows]
             ds = [d for d in ds if d]
             if ds:
+                path = [d["path"] for d in ds if "path" in d]
                 drift_rows.append([f"`{name}`", f"{sum(d['shift'] for d in ds) / len(ds):.3f}",
+                                   f"{sum(path) / len(path):.3f}" if path else "n/a",
                                    f"{sum(d['spread_ratio'] for d in ds) / len(ds):.2f}"])
         if drift_rows:
-            L += ["Sigmoid inputs of the last hidden layer (Fig. 1b, c), over the fixed probe batch: the median's shift "
-                  "from the first to the last evaluation in units of the initial 15th–85th percentile spread, and the "
-                  "spread's final/initial ratio (median over units, mean over seeds).", "",
-                  _table(["variant", "median shift", "spread ratio"], drift_rows), ""]
+            L += ["Sigmoid inputs of the last hidden layer (Fig. 1b, c), over the fixed probe batch, normalized over "
+                  "it as in training: the median's shift from the first probe (before any update, in runs that have "
+                  "one) to the last, and the length of its path (every movement counted), in units of the initial "
+                  "15th–85th percentile spread; and the spread's final/initial ratio (median over units, mean over "
+                  "seeds).", "",
+                  _table(["variant", "median shift", "median path", "spread ratio"], drift_rows), ""]
         if spec.contrasts and ref:
             rows = []
             for a, b in spec.contrasts:

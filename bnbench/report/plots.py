@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from bnbench.report.drift import as_array, shift_over_time, typical_unit  # noqa: E402
+from bnbench.report.drift import as_array, probe_steps, shift_over_time, typical_unit  # noqa: E402
 from bnbench.report.summary import VariantSummary  # noqa: E402
 from bnbench.results.store import write_atomic  # noqa: E402
 
@@ -93,7 +93,7 @@ def sigmoid_inputs(cells: dict, keys: list[str], path: Path, variants: list[str]
         for j, (name, summary) in enumerate(vs):
             rec = summary.rows[0].record
             p = as_array(rec["curves"]["probe"])
-            steps = np.asarray(rec["curves"]["step"][: len(p)])
+            steps = np.asarray(probe_steps(rec["curves"]))
             u = typical_unit(p)
             ax = axes[i, j]
             for k, (q, style) in enumerate(zip(rec["curves"]["probe_quantiles"], (":", "-", "--"))):
