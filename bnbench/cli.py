@@ -21,7 +21,8 @@ import sys
 import textwrap
 from pathlib import Path
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+from bnbench.resources import CONF_DIR
+
 COMPLETION_FLAGS = ("-sc", "--shell-completion")
 # Hydra flags after which there is no single run to check beforehand (information, a multirun,
 # or another config), so the preflight steps aside.

@@ -51,7 +51,7 @@ from bnbench.nn.sync import average_running_stats
 from bnbench.parallel import (ProcessPlan, RunContext, launch_workers, leave_process_group, plan_processes,
                               trainer_arguments)
 from bnbench.recipe import Recipe, resolve_recipe
-from bnbench.results.env import fingerprint, git_state
+from bnbench.results.env import code_version, fingerprint
 from bnbench.results.store import RECORD, SCHEMA_VERSION, write_run
 from bnbench.results.targets import reach_table
 from bnbench.system import Classifier
@@ -164,7 +164,7 @@ def run_identity(cfg: DictConfig) -> str:
             node = node.get(p, {})
         node.pop(leaf, None)
     resolved = OmegaConf.to_container(OmegaConf.create(tree), resolve=True)
-    blob = json.dumps({"config": resolved, "code": git_state()["sha"]}, sort_keys=True, default=str)
+    blob = json.dumps({"config": resolved, "code": code_version()}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 

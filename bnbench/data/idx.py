@@ -1,4 +1,5 @@
-"""Reader for the IDX files of MNIST and Fashion-MNIST (gzip-compressed or not).
+"""Reader for the IDX files of MNIST and Fashion-MNIST (gzip-compressed or not), and where
+other tools leave them on disk.
 
 Format (http://yann.lecun.com/exdb/mnist/): a big-endian header of two zero bytes, a type
 code (0x08 = unsigned byte) and the number of dimensions, then one int32 per dimension,
@@ -10,6 +11,7 @@ from __future__ import annotations
 import gzip
 import struct
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -18,14 +20,60 @@ import torch
 from bnbench.errors import DataError
 
 UBYTE = 0x08
+# Folders under data.root that may hold a dataset's four files, in the order searched (the first
+# holding all four wins): data.root itself (the files side by side, as Debian's
+# dataset-fashion-mnist and the MNIST site give them, or torchvision's raw/ folder itself);
+# torchvision's <root>/MNIST/raw/ and <root>/FashionMNIST/raw/, or raw/ when data.root is the
+# MNIST or FashionMNIST folder; the Fashion-MNIST repository's data/fashion/ (and data/mnist/,
+# where its README asks for MNIST), data.root being the clone or its data/; fashion-mnist/ when
+# data.root is Keras's ~/.keras/datasets or Debian's /usr/share/datasets.
+LAYOUTS = {
+    "mnist": (".", "MNIST/raw", "raw", "data/mnist", "mnist"),
+    "fashion_mnist": (".", "FashionMNIST/raw", "raw", "data/fashion", "fashion", "fashion-mnist"),
+}
+OTHER_LAYOUTS = (".", "raw")  # a dataset bnbench knows no other tools' layouts of
 
 
 def find_idx(root: Path, stem: str) -> Path | None:
-    """The file `stem` or `stem.gz` under `root`, whichever exists."""
-    for name in (f"{stem}.gz", stem):
+    """The file `stem` under `root`, gzip-compressed (`stem.gz`) or not, also with a dot for the
+    dash before `idx` (`train-images.idx3-ubyte`, as unpacked copies of the MNIST site's files
+    are often named); the first that exists in that order, or None."""
+    dotted = ".idx".join(stem.rsplit("-idx", 1))
+    for name in dict.fromkeys((f"{stem}.gz", stem, f"{dotted}.gz", dotted)):
         if (root / name).is_file():
             return root / name
     return None
+
+
+def idx_folders(root: Path, name: str) -> list[Path]:
+    """The folders searched for dataset `name`'s files under `root` (LAYOUTS), in order."""
+    return [root / sub for sub in LAYOUTS.get(name, OTHER_LAYOUTS)]  # root / "." is root
+
+
+def locate_idx(root: Path, name: str, stems: Sequence[str], context: str, hint: str) -> dict[str, Path]:
+    """Each of `stems` (find_idx) in the first of idx_folders(root, name) that holds them all.
+
+    Else a one-line DataError naming the first missing file: in the first folder holding any of
+    them (the one meant, with files missing), or under `root` itself with the other folders
+    searched; `context` (e.g. "data=mnist, data.root=...") and `hint` (how to get the files)
+    complete it."""
+    folders = idx_folders(root, name)
+    partial = None
+    for folder in folders:
+        found = {stem: find_idx(folder, stem) for stem in stems}
+        if all(found.values()):
+            return found
+        if partial is None and any(found.values()):
+            partial = folder, found
+    if partial is not None:  # the folder meant, with files missing
+        (folder, found), where = partial, context
+    else:
+        folder, found = root, dict.fromkeys(stems)
+        others = ", ".join(f"{f.relative_to(root)}/" for f in folders if f != root)
+        where = (f"{context}; no such folder" if not root.is_dir()
+                 else f"{context}; also looked in {others} under it" if others else context)
+    missing = next(stem for stem in stems if found[stem] is None)
+    raise DataError(f"data file not found: {folder / missing}(.gz) ({where}). {hint}".rstrip())
 
 
 def read_idx(path: Path, expect_ndim: int) -> torch.Tensor:

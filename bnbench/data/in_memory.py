@@ -14,7 +14,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
-from bnbench.data.idx import find_idx, read_idx
+from bnbench.data.idx import locate_idx, read_idx
 from bnbench.data.ordering import MODES, epoch_order
 from bnbench.data.position import ResumableLoader, split_position, trained_batches
 from bnbench.data.ranks import eval_block, rank_and_world, rank_order
@@ -31,16 +31,9 @@ def locate_files(name: str, root: str | None, install_hint: str) -> dict[str, tu
     if root is None:
         raise DataError(f"data={name} needs data.root: a folder holding the four IDX files. {install_hint}")
     folder = Path(root).expanduser()
-    found = {}
-    for split, stems in SPLITS.items():
-        paths = tuple(find_idx(folder, stem) for stem in stems)
-        for stem, path in zip(stems, paths):
-            if path is None:
-                raise DataError(
-                    f"data file not found: {folder / stem}(.gz) (data={name}, data.root={folder}). {install_hint}"
-                )
-        found[split] = paths
-    return found
+    stems = [stem for pair in SPLITS.values() for stem in pair]
+    found = locate_idx(folder, name, stems, f"data={name}, data.root={folder}", install_hint)  # idx.LAYOUTS
+    return {split: tuple(found[stem] for stem in pair) for split, pair in SPLITS.items()}
 
 
 def load_split(images: Path, labels: Path, binarize: bool) -> tuple[torch.Tensor, torch.Tensor]:

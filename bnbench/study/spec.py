@@ -30,8 +30,8 @@ from pathlib import Path
 import yaml
 
 from bnbench.errors import ConfigError
+from bnbench.resources import ABLATIONS
 
-ABLATIONS = Path(__file__).resolve().parents[2] / "ablations"
 KEYS = {"description", "seeds", "overrides", "variants", "grid", "reference", "claims", "contrasts"}
 
 
