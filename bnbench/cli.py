@@ -24,6 +24,9 @@ from pathlib import Path
 from bnbench.resources import CONF_DIR
 
 COMPLETION_FLAGS = ("-sc", "--shell-completion")
+# Flags with which Hydra prints something and never calls the task: no need to import it (and
+# Lightning and torch with it, ~3 s).
+INFO_FLAGS = {"--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", *COMPLETION_FLAGS}
 # Hydra flags after which there is no single run to check beforehand (information, a multirun,
 # or another config), so the preflight steps aside.
 NO_PREFLIGHT_FLAGS = {"--help", "-h", "--hydra-help", "--version", "--cfg", "-c", "--info", "-i", "--shell-completion",
@@ -123,10 +126,10 @@ def _no_recipe(name: str) -> str | None:
             f"{fix}. Recipes exist for: {listed}")
 
 
-def _hydra_main(completion: bool = False):
+def _hydra_main(informs: bool = False):
     import hydra
 
-    if completion:  # Hydra answers before the task would run: spare a Tab press torch's import
+    if informs:  # Hydra answers before the task would run: spare `--help`, `--cfg` or a Tab press torch's import
         def run(cfg):
             return None
     else:
@@ -181,7 +184,7 @@ def _run_hydra(argv: list[str], preflight: bool) -> None:
     if preflight and not {a.split("=", 1)[0] for a in argv} & NO_PREFLIGHT_FLAGS:
         _preflight(argv)
     sys.argv = ["bnbench", *argv]
-    _hydra_main(completion=bool(set(argv) & set(COMPLETION_FLAGS)))()
+    _hydra_main(informs=any(a.split("=", 1)[0] in INFO_FLAGS for a in argv))()
 
 
 def cmd_train(argv: list[str]) -> int:
