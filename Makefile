@@ -13,7 +13,7 @@ STAMP := $(VENV)/.bnbench-installed
 FASHION := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup data study test test-slow bench clean slurm-up slurm-down test-slurm
+.PHONY: setup data study test test-slow test-faults bench clean slurm-up slurm-down test-slurm
 
 study: setup
 	$(BIN)/bnbench study paper_mnist
@@ -23,6 +23,12 @@ test: setup
 
 test-slow: setup
 	$(BIN)/pytest -m slow
+
+# Every fault tried (README, "Faults tried, and what happens"), slow ones included; SLURM's: make test-slurm
+FAULT_TESTS := tests/test_resume.py tests/test_nothing_lost.py tests/test_cli_errors.py tests/test_wandb_unreachable.py \
+	tests/test_ddp.py tests/test_runs.py
+test-faults: setup
+	$(BIN)/pytest -m "not gpu and not slurm" $(FAULT_TESTS)
 
 # Speed and memory figures (pytest-benchmark), side by side in one run; JSON in .benchmarks/
 bench: setup

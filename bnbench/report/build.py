@@ -8,13 +8,19 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from pathlib import Path
 
 from bnbench.errors import ConfigError
 from bnbench.report import plots
-from bnbench.report.claims import evaluate
+from bnbench.report.claims import fmt_x, judge
 from bnbench.report.drift import drift_summary
-from bnbench.report.summary import VariantSummary, cell_of, contrast, geo_mean, lookup, mean_sd, summarize
+from bnbench.report.stats import MIN_SEEDS
+from bnbench.report.summary import (
+    FRACTIONS, VariantSummary, cell_of, contrast, eval_interval, geo_mean, lookup, mean_sd, mean_threshold,
+    median_steps, paired_speedup, summarize,
+)
+from bnbench.results.targets import SELECTION, WINDOW
 from bnbench.results.store import STUDY, read_json, read_records, write_atomic
 from bnbench.study.spec import parse_study
 
@@ -30,18 +36,78 @@ def _mean_sd_pct(xs: list) -> str:
     return f"{ms[0] * 100:.2f}" + (f" ± {ms[1] * 100:.2f}" if len([x for x in xs if x is not None]) > 1 else "")
 
 
-def _steps(xs: list) -> str:
-    """Median steps over seeds that reached the target, with the count that did."""
-    if not xs:
+def _steps(s: VariantSummary) -> str:
+    """Median steps to target over seeds, runs that never got there ranked last (so "> budget"
+    when half or more never did), [range over runs that did], and how many did."""
+    reaches = [r.reach for r in s.rows if r.reach is not None]
+    if not reaches:
         return "–"
-    got = sorted(x for x in xs if x is not None)
-    if not got:
-        return f"never (0/{len(xs)})"
-    med = got[len(got) // 2] if len(got) % 2 else (got[len(got) // 2 - 1] + got[len(got) // 2]) / 2
-    text = f"{med:,.0f}"
+    med = median_steps(reaches)
+    got = sorted(r.by for r in reaches if not r.censored)
+    text = f"{med:,.0f}" if math.isfinite(med) else f"> {max(r.after for r in reaches if r.censored):,.0f}"
     if len(got) > 1:
-        text += f" [{got[0]:,}–{got[-1]:,}]"
-    return text + (f" ({len(got)}/{len(xs)} reached)" if len(got) < len(xs) else "")
+        text += f" [{got[0]:,.0f}–{got[-1]:,.0f}]"
+    return text + (f" ({len(got)}/{len(reaches)} reached)" if len(got) < len(reaches) else "")
+
+
+def _x_interval(iv) -> str:
+    """A speed-up and its interval, compact: "2.57x [2.07–3.34]"; bounds only when censored."""
+    if iv is None:
+        return "–"
+    bounds = f"[{fmt_x(iv.low).rstrip('x')}–{fmt_x(iv.high).rstrip('x')}]"
+    return (f"{iv.point:.2f}x " if iv.point is not None else "bounds ") + bounds
+
+
+def _speedup(s: VariantSummary, ref: VariantSummary, fraction: float = 1.0) -> str:
+    if s is ref:
+        return "(reference)"
+    return _x_interval(paired_speedup(s, ref, fraction).interval) if s.rows else "–"
+
+
+def _target_text(ref: str, ref_summary: VariantSummary) -> str:
+    """How the target and the steps to it are read (the speed-up table's caption)."""
+    targets = ", ".join(_pct(r.target) + "%" for r in ref_summary.rows if r.target is not None) or "n/a"
+    every = sorted({e for r in ref_summary.rows if (e := eval_interval(r.record)) is not None})
+    every_text = ", ".join(f"{e:,}" for e in every) or "n/a"
+    return (f"Target: `{ref}`'s end accuracy, the mean of its last {WINDOW} evaluations of held-out accuracy "
+            f"(`curves.{SELECTION}`; fewer in shorter runs), per seed ({targets}). "
+            f"Evaluations every {every_text} steps (`run.eval_every`). Steps to target: the first evaluation at which "
+            f"a run's accuracy, averaged over {WINDOW} evaluations centred on it, reaches the target; a step count s "
+            "means after the evaluation before s and by s. Median over seeds [range], runs that never got there "
+            "ranked last (\"> budget\" when half or more never did). Speed-up: "
+            f"`{ref}`'s steps / the variant's, paired by seed, geometric mean over seeds of the two intervals' "
+            f"midpoints [95% bootstrap interval, also spanning each interval's ends; the range over seeds with fewer "
+            f"than {MIN_SEEDS}]; a run that never got there counts as needing more than its budget (\"bounds\": only "
+            "bounds are known). Accuracies in %, mean ± sd over seeds.")
+
+
+def _speedup_section(by_variant: dict, ref: str) -> list[str]:
+    """The speed-up against the target: at fractions of the way from chance to the target."""
+    others = [name for name, s in by_variant.items() if name != ref and s.rows]
+    if not others or not by_variant[ref].rows:
+        return []
+    levels = [mean_threshold(by_variant[ref], f) for f in FRACTIONS]
+    headers = ["variant"] + [f"{f:.0%}" + (f" ({lv * 100:.1f}%)" if lv is not None else "")
+                             for f, lv in zip(FRACTIONS, levels)]
+    rows = [[f"`{name}`"] + [_speedup(by_variant[name], by_variant[ref], f) for f in FRACTIONS] for name in others]
+    return ["Speed-up against the target (figure `speedup`): the same speed-up to lower targets, a fraction of the "
+            "way from chance to the target (mean target over seeds, %); 100% is the target above.", "",
+            _table(headers, rows), ""]
+
+
+def _claims_section(claims: list[dict], by_variant: dict, ref: str | None) -> list[str]:
+    rows = []
+    for c in claims:
+        j = judge(c, by_variant, ref)
+        rows.append([c.get("claim", ""), f"`{c.get('rule')}`", j.observed, j.effect, j.paper, f"**{j.verdict}**"])
+    return ["### The paper's claims, as observed", "",
+            _table(["claim", "rule", "observed", "effect [95% interval]", "against the paper", "verdict"], rows), "",
+            "Rules: `bnbench/report/claims.py`. Each claim is one number per seed (paired with the reference's run of "
+            "the same seed where it compares two variants), its mean over seeds with a 95% bootstrap interval "
+            f"(scipy.stats.bootstrap, BCa, fixed seed; the range over seeds with fewer than {MIN_SEEDS}). holds: the "
+            "interval lies wholly on the claimed side of no effect (or of the rule's stated boundary); does not hold: "
+            f"wholly on the other side; inconclusive: neither; indicative: fewer than {MIN_SEEDS} seeds. The paper's "
+            "size is compared with the interval, not voted on.", ""]
 
 
 def _ratio(xs: list) -> str:
@@ -118,6 +184,9 @@ def build_report(launch_dir: Path, out_dir: Path | None = None, out_root: Path =
     fig = plots.by_norm_batch(cells, keys, out / "norm_batch.png", spec.reference)
     if fig:
         figures.append(fig)
+    fig = plots.speedup_vs_target(cells, keys, out / "speedup.png", spec.reference)
+    if fig:
+        figures.append(fig)
 
     md = _render(spec, meta, records, cells, keys, figures, launch_dir)
     write_atomic(out / "report.md", md)
@@ -184,24 +253,22 @@ def _render(spec, meta, records, cells, keys, figures, launch_dir) -> str:
         heading = plots.cell_title(keys, cell)
         L += [f"## Results: {heading}" if keys else "## Results", ""]
         if ref:
-            targets = [r.target for r in by_variant[ref].rows if r.target is not None]
-            L += [f"Target: `{ref}`'s best held-out accuracy, per seed ({', '.join(_pct(t) + '%' for t in targets) or 'n/a'}). "
-                  "Steps to target: median over seeds [range]; speed-up: geometric mean over seeds of "
-                  f"`{ref}`'s steps / the variant's steps, paired by seed [range]. Accuracies in %, mean ± sd over seeds.", ""]
+            L += [_target_text(ref, by_variant[ref]), ""]
         # Sec. 4.2.1 (6): show how often example pairs meet again, where the variants' orders differ
         rates = {name: {round(r, 4) for r in s.field("co_batch_rate") if r is not None} for name, s in by_variant.items()}
         show_rate = len(set().union(*rates.values())) > 1
         rows = []
         for name, s in by_variant.items():
-            rows.append([f"`{name}`", s.n, _status(s), _steps(s.values("steps")) if ref else "–",
-                         _ratio(s.values("ratio")) if ref else "–", _seconds(s.values("seconds")) if ref else "–",
+            rows.append([f"`{name}`", s.n, _status(s), _steps(s) if ref else "–",
+                         _speedup(s, by_variant[ref]) if ref else "–", _seconds(s.values("seconds")) if ref else "–",
                          _mean_sd_pct(s.field("best_acc")), _mean_sd_pct(s.field("final_acc"))]
                         + ([", ".join(f"{r:.3f}" for r in sorted(rates[name])) or "–"] if show_rate else []))
-        L += [_table(["variant", "runs", "status", f"steps to `{ref}`'s best", "speed-up", "train time to target",
+        L += [_table(["variant", "runs", "status", "steps to target", "speed-up", "train time to target",
                       "best acc", "final acc"] + (["pairs re-batched"] if show_rate else []), rows), ""]
         if show_rate:
             L += ["Pairs re-batched (Sec. 4.2.1, modification 6): of the example pairs sharing a mini-batch in one "
                   "epoch, the fraction sharing one again in the next, under each variant's shuffling.", ""]
+        L += _speedup_section(by_variant, ref) if ref else []
         L += _norm_batch_section(by_variant)
         drift_rows = []
         for name, s in by_variant.items():
@@ -232,10 +299,7 @@ def _render(spec, meta, records, cells, keys, figures, launch_dir) -> str:
                   "accuracy (geometric mean [range]); difference in best accuracy, first minus second (points).", "",
                   _table(["variant", "against", "speed-up", "best-acc difference"], rows), ""]
         if spec.claims:
-            L += ["### The paper's claims, as observed", "",
-                  _table(["claim", "rule", "observed", "verdict"],
-                         [[c.get("claim", ""), f"`{c.get('rule')}`", *evaluate(c, by_variant, ref)] for c in spec.claims]),
-                  "", "Rules: `bnbench/report/claims.py` (holds = every seed agrees, does not hold = none does).", ""]
+            L += _claims_section(spec.claims, by_variant, ref)
     L += ["## Figures", ""]
     L += [f"![{f.stem}]({f.name})" for f in figures] + [""]
     L += ["## Runs", "", "Every run, also in `runs.csv`. `best step`: first evaluation at the best accuracy.", "",

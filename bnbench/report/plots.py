@@ -163,3 +163,54 @@ def by_norm_batch(cells: dict, keys: list[str], path: Path, reference: str | Non
             ax.set_title(cell_title(keys, cell), fontsize=9)
     fig.suptitle("BN statistics over how many examples: mean over seeds (line), each run (dots)")
     return _save(fig, path)
+
+
+def speedup_vs_target(cells: dict, keys: list[str], path: Path, reference: str | None) -> Path | None:
+    """The speed-up against the target, one panel per grid cell: for each variant, `reference`'s
+    steps / the variant's (paired by seed, geometric mean, bnbench.report.summary.paired_speedup)
+    to targets a fraction of the way from chance to the reference's end accuracy, drawn at the
+    mean target over seeds; bars: the 95% interval (the range with fewer than 3 seeds), an open
+    marker where runs never reached a target and only bounds are known. None without a
+    reference or another variant."""
+    from bnbench.report.summary import FRACTIONS, mean_threshold, speedup_curve
+
+    panels = []
+    for cell, by_variant in cells.items():
+        ref = by_variant.get(reference)
+        others = [(n, s) for n, s in by_variant.items() if n != reference and s.rows]
+        if ref is not None and ref.rows and others:
+            panels.append((cell, ref, others))
+    if not panels:
+        return None
+    ncols = min(len(panels), 3)
+    nrows = -(-len(panels) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(6 * ncols, 4.2 * nrows), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
+    for ax, (cell, ref, others) in zip(axes.flat, panels):
+        xs = [mean_threshold(ref, f) for f in FRACTIONS]
+        for i, (name, summary) in enumerate(others):
+            color = COLORS[i % len(COLORS)]
+            dx = (i - (len(others) - 1) / 2) * 0.15  # side by side
+            pts = [(x * 100 + dx, sp.interval) for x, sp in zip(xs, speedup_curve(summary, ref).values())
+                   if x is not None and sp.interval is not None]
+            if not pts:
+                continue
+            known = [(x, iv.point) for x, iv in pts if iv.point is not None]
+            if known:
+                ax.plot(*zip(*known), "o-", color=color, label=name, ms=4)
+            for x, iv in pts:
+                lo, hi = max(iv.low, 1e-3), min(iv.high, 1e3)  # 0 and infinity: beyond the axes' ends
+                ax.plot([x, x], [lo, hi], color=color, lw=1.2, alpha=0.7)
+                if iv.point is None:
+                    ax.plot(x, hi if iv.high < 1e3 else lo, "o", mfc="none", color=color, ms=5)
+        ax.axhline(1.0, color="k", lw=0.8, ls=":")
+        ax.set_yscale("log")
+        ax.set_ylim(0.1, 100)  # 0x..infinity bounds run off the axes
+        ax.set_title(cell_title(keys, cell))
+        ax.set_xlabel(f"target accuracy (%; mean over seeds; rightmost: `{reference}`'s end accuracy)")
+        ax.set_ylabel(f"speed-up over `{reference}`\n(its steps / the variant's)")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+    fig.suptitle("Speed-up against the target: geometric mean over seeds, 95% interval")
+    return _save(fig, path)

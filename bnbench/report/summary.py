@@ -1,10 +1,40 @@
 """Per-run rows and per-variant summaries, relative to the study's reference variant.
 
-Target: the reference variant's best accuracy *for the same seed* (and grid cell), as the
-paper's target is its baseline's best (72.2%). Each run's steps-to-target is the first
-evaluation reaching it; the reference's own is the step of its best. Speed-up ratios are
-paired by seed: reference steps / variant steps. A run that never reaches the target is
-censored (counted, never dropped).
+**Target.** The reference variant's run of the *same seed* (and grid cell) sets it: the mean of
+its last `WINDOW` (5) evaluations, its end level (bnbench/results/targets.py), of the accuracy
+series used for selection (`targets.SELECTION`). The paper's target was its baseline's best
+accuracy (72.2%, Inception's maximum); a maximum over hundreds of noisy evaluations is mostly
+noise (on a plateau it lands late, on a lucky draw), the end level is not. A reference run that
+did not complete (diverged, failed) or has no evaluation sets no target: its seed has no data.
+
+**Steps to target.** The first evaluation at which a run's smoothed curve (centred mean over
+`WINDOW` evaluations, bnbench/results/targets.py) reaches the target, read as the interval it
+is: the run got there after the evaluation before (`Reach.after`; step 0 before the first) and
+by this one (`Reach.by`).
+The evaluation interval is the config's `run.eval_every`. The reference always reaches its own
+end level (its smoothed curve equals it `WINDOW // 2` evaluations before the end).
+
+**Ladder of targets.** Besides the reference's end level, runs race to `FRACTIONS` of the way
+from chance (1 / classes) to it: `chance + q (end level - chance)`, per seed. The speed-up at
+each is the speed-up curve of the report.
+
+**Censoring.** A run whose smoothed curve never reaches a target is censored: it would need more
+steps than it ran, anywhere from its budget (`max_steps`; for a failed run, the steps it ran) to
+never; a diverged run counts as never within its budget too. It is never dropped:
+
+* its steps are the interval (budget, infinity); in a paired speed-up (reference steps / the
+  variant's) a censored variant's side bounds the speed-up above only (it is at most
+  reference-steps / budget, and may be 0), a censored reference's bounds it below only. The
+  verdicts carry these bounds into their intervals (bnbench/report/stats.py), so a claim that
+  the variant is faster cannot hold while a seed of it never got there, and a claim can fail
+  on bounds alone;
+* the median steps to target ranks censored runs after every run that got there (the
+  Kaplan-Meier median whenever every censoring falls after every observed step, as it does for
+  completed and diverged runs, censored at the budget): when half or more never got there, the
+  median is "> budget".
+
+Speed-ups and accuracy differences are paired by seed: reference steps / variant steps, variant
+minus reference.
 """
 
 from __future__ import annotations
@@ -13,7 +43,10 @@ import math
 import statistics
 from dataclasses import dataclass, field
 
-from bnbench.results.targets import first_reaching
+from bnbench.report.stats import Interval, mean_interval
+from bnbench.results.targets import end_level, peak_level, reach_index, selection_curve
+
+FRACTIONS = (0.5, 0.75, 0.9, 0.95, 0.98, 0.99, 1.0)  # of the way from chance to the reference's end level
 
 
 def lookup(tree: dict, dotted: str):
@@ -29,15 +62,82 @@ def cell_of(record: dict, grid_keys: list[str]) -> tuple:
     return tuple(lookup(record["config"], k) for k in grid_keys)
 
 
+def chance(record: dict) -> float | None:
+    k = record.get("num_classes")
+    return 1.0 / k if k else None
+
+
+def eval_interval(record: dict) -> int | None:
+    """The steps between evaluations (`run.eval_every` of the resolved config)."""
+    return lookup(record.get("config") or {}, "run.eval_every")
+
+
+def end_acc(record: dict) -> float | None:
+    """Where a run ended: the mean of its last evaluations. Only a completed run has one (a
+    diverged run's last evaluations precede its blow-up; a failed run stopped short)."""
+    if record.get("status") != "completed":
+        return None
+    return end_level(selection_curve(record)[1])
+
+
+def peak_acc(record: dict) -> float | None:
+    """A run's best accuracy: the highest mean of consecutive evaluations (also of a diverged
+    run, before it diverged). None without an evaluation."""
+    return peak_level(selection_curve(record)[1])
+
+
+def budget(record: dict) -> int:
+    """Where a run that never reached a target is censored: its step budget, or, for a run that
+    failed (stopped by an error, not by its method), the steps it ran."""
+    last = (selection_curve(record)[0] or [0])[-1]  # records always say; crafted ones may not
+    if record.get("status") == "failed":
+        return record.get("steps") or last
+    return record.get("max_steps") or record.get("steps") or last
+
+
+@dataclass(frozen=True)
+class Reach:
+    """When a run reached a target: after step `after` and by step `by` (two evaluations);
+    `by` infinite: never within the run (censored at `after`, its budget)."""
+
+    after: float
+    by: float
+    seconds: float | None = None  # training seconds at `by`
+
+    @property
+    def censored(self) -> bool:
+        return math.isinf(self.by)
+
+    @property
+    def mid(self) -> float:
+        return (self.after + self.by) / 2
+
+
+def reach_of(record: dict, target: float) -> Reach:
+    steps, accs = selection_curve(record)
+    i = reach_index(accs, target)
+    if i is None:
+        return Reach(budget(record), math.inf)
+    train_s = (record.get("curves") or {}).get("train_s") or []
+    return Reach(steps[i - 1] if i else 0, steps[i], train_s[i] if i < len(train_s) else None)
+
+
+def threshold(target: float, record: dict, fraction: float) -> float:
+    """`fraction` of the way from chance to `target` (1: the target itself, exactly)."""
+    if fraction == 1:
+        return target
+    c = chance(record) or 0.0
+    return c + fraction * (target - c)
+
+
 @dataclass
 class Row:
     """One run, relative to its seed's reference run."""
 
     record: dict
-    target: float | None = None  # the reference's best accuracy for this seed
-    steps: int | None = None  # first step reaching target (None: never)
-    seconds: float | None = None  # training seconds to target
-    ratio: float | None = None  # reference steps / steps
+    target: float | None = None  # the reference's end level for this seed
+    reach: Reach | None = None  # reaching the target (None: no target for this seed)
+    ratio: float | None = None  # reference steps / steps (interval midpoints), both reached
     time_ratio: float | None = None
 
     @property
@@ -47,6 +147,15 @@ class Row:
     @property
     def seed(self) -> int:
         return self.record["seed"]
+
+    @property
+    def steps(self) -> float | None:
+        """The evaluation step by which it reached the target (None: never, or no target)."""
+        return None if self.reach is None or self.reach.censored else self.reach.by
+
+    @property
+    def seconds(self) -> float | None:
+        return None if self.reach is None or self.reach.censored else self.reach.seconds
 
 
 @dataclass
@@ -102,21 +211,89 @@ def summarize(records: list[dict], variants: list[str], reference: str | None,
 
 
 def _pair_with_reference(by_variant: dict[str, VariantSummary], ref: VariantSummary) -> None:
-    ref_by_seed = {r.seed: r.record for r in ref.rows if r.record["best_acc"] is not None}
+    targets = {r.seed: (r.record, end_acc(r.record)) for r in ref.rows}
     for summary in by_variant.values():
         for row in summary.rows:
-            ref_rec = ref_by_seed.get(row.seed)
-            if ref_rec is None:
+            ref_rec, target = targets.get(row.seed, (None, None))
+            if target is None:
                 continue
-            row.target = ref_rec["best_acc"]
-            curve, ref_curve = row.record["curves"], ref_rec["curves"]
-            row.steps = first_reaching(curve["step"], curve["acc"], row.target)
-            row.seconds = first_reaching(curve["train_s"], curve["acc"], row.target)
-            if row.steps is not None:
-                ref_steps = first_reaching(ref_curve["step"], ref_curve["acc"], row.target)
-                row.ratio = ref_steps / row.steps if row.steps else None
-                ref_seconds = first_reaching(ref_curve["train_s"], ref_curve["acc"], row.target)
-                row.time_ratio = ref_seconds / row.seconds if row.seconds and ref_seconds is not None else None
+            row.target = target
+            row.reach = reach_of(row.record, target)
+            ref_reach = reach_of(ref_rec, target)
+            if not (row.reach.censored or ref_reach.censored):
+                row.ratio = ref_reach.mid / row.reach.mid if row.reach.mid else None
+                if row.reach.seconds and ref_reach.seconds is not None:
+                    row.time_ratio = ref_reach.seconds / row.reach.seconds
+
+
+# --------------------------------------------------------------------------- paired speed-ups
+
+
+@dataclass
+class Speedup:
+    """Reference steps / variant steps to one target, paired by seed, on a log scale: each
+    seed's log speed-up lies in [lows[i], highs[i]] (the two runs' step intervals and any
+    censoring), estimated by mids[i] (interval midpoints); `interval` is over seeds, in x."""
+
+    seeds: list[int] = field(default_factory=list)
+    lows: list[float] = field(default_factory=list)
+    highs: list[float] = field(default_factory=list)
+    mids: list[float] = field(default_factory=list)
+    censored: list[int] = field(default_factory=list)  # seeds whose variant run never got there
+    ref_censored: list[int] = field(default_factory=list)  # ... whose reference run never did
+    interval: Interval | None = None
+
+
+def _log(x: float) -> float:
+    return math.log(x) if x > 0 else -math.inf
+
+
+def paired_speedup(variant: VariantSummary, reference: VariantSummary, fraction: float = 1.0) -> Speedup:
+    """The variant's speed-up over `reference` to `fraction` of the way to each seed's target
+    (the study reference's end level, the same for both runs of a seed)."""
+    ref_by_seed = {r.seed: r for r in reference.rows}
+    out = Speedup()
+    for row in variant.rows:
+        q = ref_by_seed.get(row.seed)
+        if q is None or row.target is None:
+            continue
+        t = threshold(row.target, row.record, fraction)
+        v, r = reach_of(row.record, t), reach_of(q.record, t)
+        out.seeds.append(row.seed)
+        out.lows.append(_log(r.after) - _log(v.by) if not (math.isinf(r.after) or math.isinf(v.by)) else -math.inf)
+        out.highs.append(math.inf if v.after == 0 or math.isinf(r.by) else _log(r.by) - _log(v.after))
+        out.mids.append(math.log(r.mid / v.mid) if not (v.censored or r.censored) else math.nan)
+        if v.censored:
+            out.censored.append(row.seed)
+        if r.censored:
+            out.ref_censored.append(row.seed)
+    points = [m if math.isfinite(m) else math.inf for m in out.mids]
+    interval = mean_interval(out.lows, out.highs, points)
+    out.interval = interval.map(math.exp) if interval else None
+    return out
+
+
+def speedup_curve(variant: VariantSummary, reference: VariantSummary,
+                  fractions: tuple = FRACTIONS) -> dict[float, Speedup]:
+    """{fraction: Speedup}: the speed-up against the target."""
+    return {f: paired_speedup(variant, reference, f) for f in fractions}
+
+
+def mean_threshold(summary: VariantSummary, fraction: float) -> float | None:
+    """The target at `fraction`, averaged over the seeds' targets (to label a curve's x)."""
+    ts = [threshold(r.target, r.record, fraction) for r in summary.rows if r.target is not None]
+    return statistics.fmean(ts) if ts else None
+
+
+def median_steps(reaches: list[Reach]) -> float | None:
+    """The median of the steps by which runs reached a target, censored runs ranked after all
+    that did (the Kaplan-Meier median when every censoring falls after every observed step);
+    infinite when half or more never got there; None without runs."""
+    if not reaches:
+        return None
+    xs = sorted(r.by for r in reaches)
+    n = len(xs)
+    return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
 
 
 def contrast(a: VariantSummary, b: VariantSummary) -> tuple[list, list, int, int]:
@@ -131,7 +308,7 @@ def contrast(a: VariantSummary, b: VariantSummary) -> tuple[list, list, int, int
         a_reached += r.steps is not None
         b_reached += q.steps is not None
         if r.steps and q.steps:
-            ratios.append(q.steps / r.steps)
+            ratios.append(q.reach.mid / r.reach.mid)
         if r.record["best_acc"] is not None and q.record["best_acc"] is not None:
             diffs.append(r.record["best_acc"] - q.record["best_acc"])
     return ratios, diffs, a_reached, b_reached

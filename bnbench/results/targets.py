@@ -1,8 +1,106 @@
-"""Steps- and time-to-target from a run's evaluation curve."""
+"""Steps- and time-to-target from a run's evaluation curve, and the robust statistics of a curve
+that reports and verdicts read (bnbench/report/summary.py, claims.py).
+
+**The accuracy series used for selection** (targets, steps-to-target, end and peak accuracy) is
+chosen in one place: `SELECTION` / `selection_curve`. Today it is the held-out accuracy of every
+evaluation, `curves["acc"]`; a run that also records a separate test series would name its
+validation series here, and nothing else changes.
+
+**Robust statistics.** A single evaluation is noisy (on Fashion-MNIST, evaluations 250 steps
+apart on a plateau differ by a few tenths of a point), so no statistic here rests on one:
+
+* `smoothed`: the centred moving average over `WINDOW` evaluations. Centred, not trailing, so
+  a steadily rising curve is not delayed by half a window; the window shrinks symmetrically at
+  the start, and the smoothed curve ends with the last full window (its last value averages
+  the last `WINDOW` evaluations; a single late evaluation is never read alone).
+* `end_level`: the mean of the last `WINDOW` evaluations (the smoothed curve's last value):
+  where the run ended. The reference's target is this (summary.py), not its best evaluation
+  (a maximum over many noisy evaluations, reached late on a plateau by a lucky draw).
+* `peak_level`: the smoothed curve's highest value: the run's best accuracy.
+* `reach`: the first evaluation at which the smoothed curve reaches a target, read as the
+  interval it is: the curve got there after the evaluation before and by this one,
+  (previous evaluation's step, this step] (the first evaluation's interval starts at step 0).
+  A run reaches a target exactly when its peak level is at least the target, and always
+  reaches its own end level.
+
+`first_reaching`/`reach_table` (a raw curve's first evaluation at or above a target) are what a
+run's record keeps for the recipe's absolute `run.targets` (bnbench/train.py).
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
+
+SELECTION = "acc"  # the curves' series that targets and verdicts select on
+WINDOW = 5  # evaluations averaged by every robust statistic (odd: a centred window)
+EPS = 1e-9  # "reaches": at least the target less float noise (a mean of equal values may exceed them)
+
+
+def selection_curve(record: dict) -> tuple[list, list]:
+    """(steps, accuracies) of the series used for selection (`SELECTION`); missing: empty."""
+    curves = record.get("curves") or {}
+    steps, accs = list(curves.get("step") or []), list(curves.get(SELECTION) or [])
+    n = min(len(steps), len(accs))
+    return steps[:n], accs[:n]
+
+
+def _finite(x) -> bool:
+    return x is not None and math.isfinite(x)
+
+
+def _mean(xs: Iterable) -> float | None:
+    xs = [x for x in xs if _finite(x)]
+    return sum(xs) / len(xs) if xs else None
+
+
+def _half_width(n: int, window: int) -> int:
+    """The smoothing window's half-width for a curve of n evaluations (smaller for short curves)."""
+    return max(0, min(window // 2, (n - 1) // 2))
+
+
+def smoothed(accs: Sequence, window: int = WINDOW) -> list[float | None]:
+    """The centred moving average: value i is the mean of evaluations i-h..i+h, h = window // 2.
+    At the start the window shrinks symmetrically (the first value is the first evaluation
+    alone, so an early crossing is not credited with later evaluations); the curve stops h
+    evaluations before the end, where its last value averages the last full window (the last
+    evaluations enter only through it, never alone). Missing evaluations (None, non-finite) are
+    left out of the means. Curves shorter than a window use the widest centred window that fits."""
+    n = len(accs)
+    h = _half_width(n, window)
+    return [_mean(accs[i - min(h, i): i + min(h, i) + 1]) for i in range(n - h)]
+
+
+def end_level(accs: Sequence, window: int = WINDOW) -> float | None:
+    """Where the curve ended: the mean of its last `window` evaluations (the smoothed curve's
+    last value; for a curve shorter than a window, of the last odd number of them)."""
+    s = smoothed(accs, window)
+    return s[-1] if s else None
+
+
+def peak_level(accs: Sequence, window: int = WINDOW) -> float | None:
+    """The curve's best accuracy: the smoothed curve's highest value (a target is reached
+    exactly when it is at most this)."""
+    s = [x for x in smoothed(accs, window) if x is not None]
+    return max(s) if s else None
+
+
+def reach_index(accs: Sequence, target: float, window: int = WINDOW) -> int | None:
+    """The index of the first evaluation at which the smoothed curve reaches `target`, else None."""
+    for i, s in enumerate(smoothed(accs, window)):
+        if s is not None and s >= target - EPS:
+            return i
+    return None
+
+
+def reach(steps: Sequence, accs: Sequence, target: float, window: int = WINDOW) -> tuple[float, float] | None:
+    """(after, by): the smoothed curve first reaches `target` at the evaluation at step `by`, so
+    the run got there after the previous evaluation (`after`; 0 before the first) and by that
+    one. None if it never does."""
+    i = reach_index(accs, target, window)
+    if i is None:
+        return None
+    return (steps[i - 1] if i else 0), steps[i]
 
 
 def first_reaching(xs: Sequence, accs: Sequence[float], target: float):
