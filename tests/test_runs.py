@@ -137,6 +137,27 @@ def test_study_runs_variants_x_grid_x_seeds_with_joblib_and_writes_its_report(ti
     again = run_cli("report", "tiny", cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-2000:]
     assert (tmp_path / "reports" / "tiny" / "report.md").read_text() == report
+    # ... and so is a rebuild from the report folder alone (its records.jsonl.gz and study.json),
+    # moved elsewhere, results deleted: the same report, the same archive bytes
+    archive = (tmp_path / "reports" / "tiny" / "records.jsonl.gz").read_bytes()
+    shutil.copytree(tmp_path / "reports" / "tiny", tmp_path / "copy")
+    shutil.move(tmp_path / "results", tmp_path / "results_away")
+    alone = run_cli("report", str(tmp_path / "copy"), cwd=tmp_path)
+    assert alone.returncode == 0, alone.stderr[-2000:]
+    assert (tmp_path / "copy" / "report.md").read_text() == report
+    assert (tmp_path / "copy" / "records.jsonl.gz").read_bytes() == archive
+    assert (tmp_path / "copy" / "runs.csv").read_text() == (tmp_path / "reports" / "tiny" / "runs.csv").read_text()
+    shutil.move(tmp_path / "results_away", tmp_path / "results")
+    # records from a checkout with uncommitted changes: the report says so at the top
+    from bnbench.results.archive import read_archive, write_archive
+
+    meta, recs_copy = read_archive(tmp_path / "copy")
+    for r in recs_copy:
+        r["env"]["git"]["dirty"] = r["seed"] == 0
+    write_archive(tmp_path / "copy", meta, recs_copy)
+    assert run_cli("report", str(tmp_path / "copy"), cwd=tmp_path).returncode == 0
+    top = (tmp_path / "copy" / "report.md").read_text().split("\n## ")[0]
+    assert "**Made from uncommitted code**: 2 of 4 runs" in top
     # a launch whose study command never finished says so, and how many of its runs it holds
     meta["finished"] = None
     (launches[0] / "study.json").write_text(json.dumps(meta))

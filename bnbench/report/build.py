@@ -20,6 +20,7 @@ from bnbench.report.summary import (
     FRACTIONS, VariantSummary, cell_of, contrast, eval_interval, geo_mean, lookup, mean_sd, mean_threshold,
     median_steps, paired_speedup, summarize,
 )
+from bnbench.results.archive import RECORDS, compact, has_archive, read_archive, write_archive
 from bnbench.results.targets import SELECTION, WINDOW
 from bnbench.results.store import STUDY, read_json, read_records, write_atomic
 from bnbench.study.spec import parse_study
@@ -158,21 +159,23 @@ def runs_csv(records: list[dict], grid_keys: list[str]) -> str:
     return buf.getvalue()
 
 
-def build_report(launch_dir: Path, out_dir: Path | None = None, out_root: Path = Path("reports")) -> Path:
-    launch_dir = Path(launch_dir)
-    meta_path = launch_dir / STUDY
-    if not meta_path.is_file():
-        raise ConfigError(f"{launch_dir} is not a study launch (no {STUDY}); run `bnbench study <name>` first")
-    try:
-        meta = read_json(meta_path)
-    except (OSError, ValueError) as e:  # half-written by hand, or not bnbench's
-        raise ConfigError(f"{meta_path} is not readable as a launch's {STUDY} ({e})") from None
-    records = read_records(launch_dir)  # skips, with a warning, files that are not run records
-    if not records:
-        raise ConfigError(f"no finished runs under {launch_dir}")
+def build_report(source: Path, out_dir: Path | None = None, out_root: Path = Path("reports")) -> Path:
+    """Build the report of a launch (`source` = <results>/<study>/<launch>) or rebuild one from
+    a report folder's own archive (`source` = reports/<study>, bnbench/results/archive.py);
+    either way the archive is written beside the new report."""
+    source = Path(source)
+    if has_archive(source):
+        meta, records = read_archive(source)
+        launch_dir = Path(meta.get("launch_dir", source))
+    else:
+        launch_dir = source
+        meta, records = _read_launch(launch_dir)
+        meta = {**meta, "launch_dir": _relative(launch_dir)}
+        records = [compact(r) for r in records]  # as archived: the first build reads what a rebuild reads
     spec = parse_study(meta["spec"], meta["study"], Path(meta["spec_path"]))
     spec.seeds = meta["seeds"]  # the seeds this launch ran (hydra.sweeper.seeds may narrow them)
-    out = Path(out_dir) if out_dir else Path(out_root) / spec.name
+    # a rebuild from a report folder's archive goes back into that folder unless told otherwise
+    out = Path(out_dir) if out_dir else source if has_archive(source) else Path(out_root) / spec.name
     out.mkdir(parents=True, exist_ok=True)
     keys = list(spec.grid)
     cells = summarize(records, list(spec.variants), spec.reference, spec.cells())
@@ -191,7 +194,23 @@ def build_report(launch_dir: Path, out_dir: Path | None = None, out_root: Path =
     md = _render(spec, meta, records, cells, keys, figures, launch_dir)
     write_atomic(out / "report.md", md)
     write_atomic(out / "runs.csv", runs_csv(records, keys))
+    write_archive(out, meta, records)
     return out / "report.md"
+
+
+def _read_launch(launch_dir: Path) -> tuple[dict, list[dict]]:
+    meta_path = launch_dir / STUDY
+    if not meta_path.is_file():
+        raise ConfigError(f"{launch_dir} is not a study launch (no {STUDY}) nor a report folder with its records "
+                          f"({RECORDS}); run `bnbench study <name>` first")
+    try:
+        meta = read_json(meta_path)
+    except (OSError, ValueError) as e:  # half-written by hand, or not bnbench's
+        raise ConfigError(f"{meta_path} is not readable as a launch's {STUDY} ({e})") from None
+    records = read_records(launch_dir)  # skips, with a warning, files that are not run records
+    if not records:
+        raise ConfigError(f"no finished runs under {launch_dir}")
+    return meta, records
 
 
 def study_command(name: str, argv: list[str]) -> str:
@@ -227,6 +246,11 @@ def _render(spec, meta, records, cells, keys, figures, launch_dir) -> str:
     command = study_command(spec.name, meta.get("command", []))
     steps = sorted({r["max_steps"] for r in records})
     L = [f"# Study `{spec.name}`", ""]
+    dirty = sum(bool((r["env"].get("git") or {}).get("dirty")) for r in records)
+    if dirty:
+        L += [f"> **Made from uncommitted code**: {dirty} of {len(records)} runs ran in a checkout with uncommitted "
+              "changes to tracked files (`env.git.dirty` in their records): commit "
+              f"{(git['sha'] or 'unknown')[:10]} does not hold exactly the code that produced them.", ""]
     if spec.description:
         L += [spec.description, ""]
     L += [
@@ -307,7 +331,8 @@ def _render(spec, meta, records, cells, keys, figures, launch_dir) -> str:
                  [[f"`{r['variant']}`", r["seed"], *[str(x) for x in _cell(r, keys)], r["status"], f"{r['steps']:,}",
                    _pct(r["best_acc"]), f"{r['best_step']:,}" if r["best_step"] is not None else "–",
                    _pct(r["final_acc"]), f"{r['train_s']:.0f}", f"`{r['run_id']}`"] for r in records]), ""]
-    L += [f"Records: `{_relative(launch_dir)}`.", ""]
+    L += [f"Records: `{meta.get('launch_dir') or _relative(launch_dir)}` (also in `{RECORDS}` here, with `{STUDY}`: "
+          f"`bnbench report <this folder>` rebuilds this report from them).", ""]
     return "\n".join(L)
 
 

@@ -151,7 +151,12 @@ def read_records(launch_dir: Path, with_curves: bool = True) -> list[dict]:
             log.warning("skipping %s: not a readable run record (%s)", path, e)
     for tmp in sorted(launch_dir.glob(f".*{TMP_SUFFIX}")) + sorted(launch_dir.glob(f"*/.*{TMP_SUFFIX}")):
         log.warning("ignoring %s: a temporary file (a write in progress, or one interrupted)", tmp)
-    return sorted(records, key=lambda r: (str(r["variant"]), r["seed"] if isinstance(r["seed"], int) else -1))
+    return sorted(records, key=record_order)
+
+
+def record_order(record: dict) -> tuple:
+    """Runs in a report's order: by variant, then seed."""
+    return str(record["variant"]), record["seed"] if isinstance(record["seed"], int) else -1
 
 
 def latest_launch(results: Path, study: str) -> Path | None:
