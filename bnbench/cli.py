@@ -153,6 +153,22 @@ def _preflight(overrides: list[str]) -> None:
         preflight(cfg)
 
 
+def _sweep_jobs(overrides: list[str]) -> list[list[str]]:
+    """The jobs of a `bnbench train -m` multirun under Hydra's basic sweeper: the cartesian
+    product of the swept overrides (`a=1,2`, `range(...)`, `choice(...)`), each as an override
+    list. Parsed by Hydra's own override parser."""
+    import itertools
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    if any(o.key_or_group.startswith("hydra/sweeper") or o.key_or_group.startswith("hydra.sweeper") for o in parsed):
+        return []  # another sweeper decides the jobs (e.g. the study sweeper checks them itself)
+    options = [[f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()] if o.is_sweep_override()
+               else [o.input_line] for o in parsed]
+    return [list(job) for job in itertools.product(*options)]
+
+
 def _check_run_dir(cfg) -> None:
     """Hydra makes hydra.run.dir before the job starts: a file in its way is a traceback there."""
     from omegaconf import open_dict
@@ -181,8 +197,12 @@ def _run_hydra(argv: list[str], preflight: bool) -> None:
     from bnbench.schema import register_configs
 
     register_configs()
-    if preflight and not {a.split("=", 1)[0] for a in argv} & NO_PREFLIGHT_FLAGS:
+    flags = {a.split("=", 1)[0] for a in argv}
+    if preflight and not flags & NO_PREFLIGHT_FLAGS:
         _preflight(argv)
+    elif preflight and flags & {"-m", "--multirun"} and not flags & (NO_PREFLIGHT_FLAGS - {"-m", "--multirun"}):
+        for job in _sweep_jobs([a for a in argv if a not in ("-m", "--multirun")]):
+            _preflight(job)  # every job of the multirun, before any runs (as a study does)
     sys.argv = ["bnbench", *argv]
     _hydra_main(informs=any(a.split("=", 1)[0] in INFO_FLAGS for a in argv))()
 

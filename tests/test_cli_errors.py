@@ -138,6 +138,18 @@ def test_bad_config(overrides, mentions, tiny_data, tmp_path):
     assert_nothing_written(tmp_path)
 
 
+@pytest.mark.parametrize("sweep, mentions", [
+    (["seed=0,-1"], ["seed must be in [0, 4294967295]", "got -1"]),
+    (["recipe.lr=0.1,abc"], ["recipe.lr=abc", "could not be converted to Float"]),
+    (["norm=none,batch", "recipe.batch_size=range(1,3)"], ["normalizes over 1 example"]),
+])
+def test_a_multirun_with_one_bad_job_fails_before_any_job_runs(sweep, mentions, tiny_data, tmp_path):
+    """`bnbench train -m`: every job of Hydra's basic sweep is checked first, as a study's are."""
+    proc = run_cli("train", "-m", f"data.root={tiny_data}", "logger=none", "trainer.max_steps=5", *sweep, cwd=tmp_path)
+    assert_one_line_error(proc, *mentions)
+    assert_nothing_written(tmp_path)
+
+
 def test_an_unknown_wandb_mode_from_the_environment(tiny_data, tmp_path):
     proc = run_cli("train", f"data.root={tiny_data}", cwd=tmp_path, env={"WANDB_MODE": "onlin"})
     assert_one_line_error(proc, "WANDB_MODE='onlin'", "offline, online, disabled")
