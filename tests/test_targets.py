@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from bnbench.report.claims import judge
-from bnbench.report.summary import geo_mean, mean_sd, summarize
+from bnbench.report.summary import mean_sd, summarize
 from bnbench.results.targets import first_reaching, reach_table, target_key
 
 
@@ -151,12 +151,10 @@ def test_unlisted_variant_and_statuses():
     assert out["extra"].field("seed") == [0, 1, 2]
 
 
-def test_mean_sd_and_geo_mean():
+def test_mean_sd():
     assert mean_sd([1.0, 3.0, None, float("inf")]) == pytest.approx((2.0, 2 ** 0.5))
     assert mean_sd([5.0]) == (5.0, 0.0)
     assert mean_sd([None]) is None
-    assert geo_mean([2.0, 8.0, None, 0.0]) == pytest.approx(4.0)
-    assert geo_mean([None]) is None
 
 
 # The claim rules: tests/test_verdicts.py (each rule where it must hold, must not hold, must be

@@ -12,7 +12,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from bnbench.report.drift import as_array, probe_steps, shift_over_time, typical_unit  # noqa: E402
-from bnbench.report.summary import VariantSummary  # noqa: E402
 from bnbench.results.store import write_atomic  # noqa: E402
 
 COLORS = plt.rcParams["axes.prop_cycle"].by_key()["color"]

@@ -191,11 +191,6 @@ def mean_sd(xs: list) -> tuple[float, float] | None:
     return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
 
 
-def geo_mean(xs: list) -> float | None:
-    xs = [x for x in xs if x is not None and x > 0]
-    return math.exp(statistics.fmean(math.log(x) for x in xs)) if xs else None
-
-
 def summarize(records: list[dict], variants: list[str], reference: str | None,
               cells: list[dict]) -> dict[tuple, dict[str, VariantSummary]]:
     """{cell: {variant: VariantSummary}}: cells in the study's grid order, variants in its order."""
@@ -294,21 +289,3 @@ def median_steps(reaches: list[Reach]) -> float | None:
     xs = sorted(r.by for r in reaches)
     n = len(xs)
     return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
-
-
-def contrast(a: VariantSummary, b: VariantSummary) -> tuple[list, list, int, int]:
-    """Paired by seed: b's steps / a's steps to the common target (a speed-up of a over b),
-    and a's best accuracy minus b's. Also how many seeds each of a and b reached the target."""
-    b_by_seed = {r.seed: r for r in b.rows}
-    ratios, diffs, a_reached, b_reached = [], [], 0, 0
-    for r in a.rows:
-        q = b_by_seed.get(r.seed)
-        if q is None:
-            continue
-        a_reached += r.steps is not None
-        b_reached += q.steps is not None
-        if r.steps and q.steps:
-            ratios.append(q.reach.mid / r.reach.mid)
-        if r.record["best_acc"] is not None and q.record["best_acc"] is not None:
-            diffs.append(r.record["best_acc"] - q.record["best_acc"])
-    return ratios, diffs, a_reached, b_reached
