@@ -13,7 +13,7 @@ STAMP := $(VENV)/.bnbench-installed
 FASHION := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup data study test test-slow test-faults bench clean slurm-up slurm-down test-slurm
+.PHONY: setup data study test test-slow test-faults bench clean slurm-up slurm-down test-slurm test-browser
 
 study: setup
 	$(BIN)/bnbench study paper_mnist
@@ -53,6 +53,12 @@ test-slurm: setup
 	trap 'status=$$?; [ $$was_up = 1 ] || $(SLURM_SH) down; exit $$status' EXIT; \
 	trap 'exit 130' INT TERM; \
 	$(SLURM_SH) up && SLURM_CONF=$(SLURM_DIR)/slurm.conf $(BIN)/pytest -m slurm
+
+# report.html in a real browser (tests/test_report_browser.py, -m browser): installs Debian's
+# chromium if it is missing, then runs them
+test-browser: setup
+	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
+	$(BIN)/pytest -m browser
 
 setup: data $(STAMP)
 

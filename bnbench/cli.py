@@ -326,11 +326,14 @@ def cmd_report(argv: list[str]) -> int:
         def error(self, message):  # one line, as every other input error
             raise ConfigError(f"bnbench report: {message} (see bnbench report --help)")
 
-    p = Parser(prog="bnbench report", description="(Re)build a study's report from its records.")
-    p.add_argument("target", help="a study name (its latest launch under --results) or a launch directory")
+    p = Parser(prog="bnbench report", description="(Re)build a study's report from its records (or a "
+               "`bnbench train -m` sweep's: its variants are the keys swept).")
+    p.add_argument("target", help="a study name (its latest launch under --results), a launch directory "
+                   "(<results>/<study>/<launch>, also of `bnbench train -m`) or a report folder to rebuild")
     p.add_argument("--results", default="results", help="results root (paths.results); default: results")
     p.add_argument("--launch", help="a launch name under <results>/<study>/ (default: the latest)")
-    p.add_argument("--out", help="output directory (default: <out-root>/<study>)")
+    p.add_argument("--out", help="output directory (default: <out-root>/<study>; a `bnbench train -m` "
+                   "sweep's: <out-root>/<study>/<launch>; a report folder: itself)")
     p.add_argument("--out-root", default="reports", help="reports root (paths.reports); default: reports")
     args = p.parse_args(argv)
     target = Path(args.target)
@@ -339,7 +342,10 @@ def cmd_report(argv: list[str]) -> int:
     elif args.launch:
         launch_dir = Path(args.results) / args.target / args.launch
     else:
-        launch_dir = latest_launch(Path(args.results), args.target)
+        root = Path(args.results) / args.target
+        # a study's launches have a study.json; else (`bnbench train -m`, `adhoc`) the latest with records
+        launch_dir = latest_launch(Path(args.results), args.target) or max(
+            (d for d in root.glob("*") if d.is_dir() and any(d.glob("*/record.json"))), default=None)
         if launch_dir is None:
             raise ConfigError(f"no results for study {args.target!r} under {Path(args.results).resolve()}")
     if not launch_dir.is_dir():

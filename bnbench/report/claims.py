@@ -80,6 +80,7 @@ class Judgement:
     paper: str
     verdict: str
     n: int  # seeds (or runs) judged
+    interval: Interval | None = None  # the effect over seeds, in the rule's unit (UNITS)
 
 
 def no_data(why: str, claim: dict | None = None) -> Judgement:
@@ -163,7 +164,7 @@ def faster(v: VariantSummary, ref: VariantSummary, claim: dict) -> Judgement:
         text += f" (the reference in {n - len(sp.ref_censored)}/{n})"
     text += "; speed-up per seed " + _per_seed(per_seed)
     return Judgement(text, effect_text(sp.interval, fmt_x), compare_size(sp.interval, claim.get("paper"), _paper_x),
-                     decide(sp.interval, 1.0, "above"), n)
+                     decide(sp.interval, 1.0, "above"), n, sp.interval)
 
 
 def _accuracy_difference(v: VariantSummary, ref: VariantSummary, claim: dict, of: Callable, what: str) -> Judgement:
@@ -181,7 +182,7 @@ def _accuracy_difference(v: VariantSummary, ref: VariantSummary, claim: dict, of
     if iv is None:
         return no_data(text, claim)
     return Judgement(text, effect_text(iv, fmt_pt), compare_size(iv, _pt(claim.get("paper")), _paper_pt),
-                     decide(iv, 0.0, "above"), iv.n)
+                     decide(iv, 0.0, "above"), iv.n, iv)
 
 
 def _pt(points: float | None) -> float | None:
@@ -213,7 +214,7 @@ def never_reaches(v: VariantSummary, ref: VariantSummary, claim: dict) -> Judgem
     if iv is None:
         return no_data(text, claim)
     return Judgement(text, effect_text(iv, fmt_pt), compare_size(iv, _pt(claim.get("paper")), _paper_pt),
-                     decide(iv, 0.0, "below"), iv.n)
+                     decide(iv, 0.0, "below"), iv.n, iv)
 
 
 def diverges(v: VariantSummary, ref: VariantSummary | None, claim: dict) -> Judgement:
@@ -227,7 +228,7 @@ def diverges(v: VariantSummary, ref: VariantSummary | None, claim: dict) -> Judg
     if iv is None:
         return no_data(text or "no runs", claim)
     return Judgement(f"{k}/{len(judged)} diverged: {text}", effect_text(iv, fmt_fraction, "diverged in "),
-                     "–", decide(iv, 0.5, "above"), iv.n)
+                     "–", decide(iv, 0.5, "above"), iv.n, iv)
 
 
 def _peaks_over(v: VariantSummary, floor_of: Callable[[dict], float], label: str):
@@ -250,7 +251,7 @@ def no_learning(v: VariantSummary, ref: VariantSummary | None, claim: dict) -> J
     iv = mean_interval(values)
     if iv is None:
         return no_data(text, claim)
-    return Judgement(text, effect_text(iv, fmt_pt, "above chance by "), "–", decide(iv, margin, "below"), iv.n)
+    return Judgement(text, effect_text(iv, fmt_pt, "above chance by "), "–", decide(iv, margin, "below"), iv.n, iv)
 
 
 def learns(v: VariantSummary, ref: VariantSummary | None, claim: dict) -> Judgement:
@@ -266,7 +267,7 @@ def learns(v: VariantSummary, ref: VariantSummary | None, claim: dict) -> Judgem
         return no_data(text, claim)
     paper = "–" if claim.get("paper") is None else f"paper {claim['paper']:g}% (ImageNet)"
     return Judgement(text, effect_text(iv, fmt_pt, "above the needed accuracy by "), paper,
-                     decide(iv, 0.0, "above"), iv.n)
+                     decide(iv, 0.0, "above"), iv.n, iv)
 
 
 def steadier_inputs(v: VariantSummary, ref: VariantSummary, claim: dict) -> Judgement:
@@ -289,7 +290,7 @@ def steadier_inputs(v: VariantSummary, ref: VariantSummary, claim: dict) -> Judg
         return no_data(text, claim)
     iv = iv.map(math.exp)
     return Judgement(text, effect_text(iv, fmt_x, "without / with "), "–",
-                     decide(iv, factor, "above"), iv.n)
+                     decide(iv, factor, "above"), iv.n, iv)
 
 
 RULES: dict[str, Callable[..., Judgement]] = {
@@ -301,6 +302,17 @@ RULES: dict[str, Callable[..., Judgement]] = {
     "no_learning": no_learning,
     "learns": learns,
     "steadier_inputs": steadier_inputs,
+}
+# The unit of each rule's interval (Judgement.interval), for machine-readable output (summary.json)
+UNITS = {
+    "faster": "speed-up, reference steps / variant steps (x)",
+    "higher_final": "end-accuracy difference, variant minus reference (fraction; x100 for points)",
+    "higher_best": "peak-accuracy difference, variant minus reference (fraction; x100 for points)",
+    "never_reaches": "peak minus target (fraction; x100 for points)",
+    "diverges": "proportion of runs that diverged",
+    "no_learning": "peak minus chance (fraction; x100 for points)",
+    "learns": "peak minus the needed accuracy (fraction; x100 for points)",
+    "steadier_inputs": "drift without normalization / with it (x)",
 }
 NEEDS_REFERENCE = {"faster", "never_reaches", "higher_best", "higher_final", "steadier_inputs"}
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import io
+import math
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
 from bnbench.report.drift import as_array, probe_steps, shift_over_time, typical_unit  # noqa: E402
@@ -32,46 +34,91 @@ def _save(fig, path: Path) -> Path:
     return write_atomic(path, buf.getvalue())
 
 
+ZOOM_WITHIN = 0.10  # the zoomed panel shows the variants whose end accuracy is this close to the best
+
+
+def _curves(summary) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray | None, list]]:
+    """What the accuracy panels draw for one variant: ("mean", steps, mean over seeds, the
+    min..max band, runs) when its runs share their evaluation steps, else one ("run", steps,
+    accuracies, None, [run]) per run (runs of different lengths: a divergence)."""
+    recs = [r.record for r in summary.rows if r.record["curves"]["step"]]
+    if not recs:
+        return []
+    if len({len(r["curves"]["step"]) for r in recs}) == 1:
+        acc = np.asarray([r["curves"]["acc"] for r in recs], dtype=float)
+        band = np.stack([acc.min(0), acc.max(0)]) if len(recs) > 1 else None
+        return [("mean", np.asarray(recs[0]["curves"]["step"]), acc.mean(0), band, recs)]
+    return [("run", np.asarray(r["curves"]["step"]), np.asarray(r["curves"]["acc"], dtype=float), None, [r])
+            for r in recs]
+
+
+def _zoom_window(lines: list[tuple[np.ndarray, np.ndarray]]) -> tuple[float, float, float] | None:
+    """(first step, low, high) of the panel zoomed on the top accuracies: from the best
+    accuracy down to the lowest end level (mean of the last 5 points) among the curves ending
+    within ZOOM_WITHIN of it (at least 1 point of accuracy), from the first step any curve is
+    inside; None without finite accuracies."""
+    finite = [(x, y) for x, y in lines if np.isfinite(y).any()]
+    if not finite:
+        return None
+    top = max(float(np.nanmax(y)) for _, y in finite)
+    ends = [float(np.nanmean(y[-5:])) for _, y in finite if np.isfinite(y[-5:]).any()]
+    near = [e for e in ends if e >= top - ZOOM_WITHIN] or [top]
+    low = min(min(near), top - 0.01)
+    pad = (top - low) * 0.1
+    inside = [x[np.argmax(y >= low)] for x, y in finite if (y >= low).any()]
+    return float(min(inside)), low - pad, top + pad
+
+
 def accuracy_curves(cells: dict, keys: list[str], path: Path, title: str) -> Path:
-    """Fig. 1(a) / Fig. 2: held-out accuracy vs training steps; mean over seeds, band = min..max."""
-    ncols = min(len(cells), 3)
-    nrows = -(-len(cells) // ncols)
+    """Fig. 1(a) / Fig. 2: held-out accuracy vs training steps, per grid cell a row: a panel and beside
+    it the same zoomed on the top accuracies; mean over seeds (line), min..max over seeds (band),
+    one thin line per run where runs differ in length (a divergence), x where a run diverged."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
     # more variants than the default cycle has colours (the modifications study has 17): 20
     # colours, and the legend beside the axes rather than over the curves
     many = max(len(bv) for bv in cells.values()) > len(COLORS)
     palette = plt.get_cmap("tab20").colors if many else COLORS
-    fig, axes = plt.subplots(nrows, ncols, figsize=(6 * ncols + 3 * many, 4.2 * nrows), squeeze=False)
-    for ax in axes.flat[len(cells):]:
-        ax.axis("off")
-    for ax, (cell, by_variant) in zip(axes.flat, cells.items()):
+    fig, axes = plt.subplots(len(cells), 2, figsize=(12 + 3 * many, 4.2 * len(cells)), squeeze=False)
+    for (full, zoom), (cell, by_variant) in zip(axes, cells.items()):
+        lines, banded, diverged = [], False, False
         for i, (name, summary) in enumerate(by_variant.items()):
             color = palette[i % len(palette)]
-            recs = [r.record for r in summary.rows if r.record["curves"]["step"]]
-            if not recs:
-                continue
-            lengths = {len(r["curves"]["step"]) for r in recs}
-            if len(lengths) == 1:  # mean over seeds, band = min..max
-                steps = np.asarray(recs[0]["curves"]["step"])
-                acc = np.asarray([r["curves"]["acc"] for r in recs], dtype=float)
-                ax.plot(steps, acc.mean(0), color=color, label=f"{name} (n={len(recs)})")
-                if len(recs) > 1:
-                    ax.fill_between(steps, acc.min(0), acc.max(0), color=color, alpha=0.2, lw=0)
-            else:  # runs of different lengths (a divergence): one thin line each
-                for k, r in enumerate(recs):
-                    ax.plot(r["curves"]["step"], r["curves"]["acc"], color=color, lw=0.8,
-                            label=f"{name} (n={len(recs)})" if k == 0 else None)
-            for r in recs:  # mark where a run diverged
-                if r["status"] == "diverged":
-                    ax.plot(r["curves"]["step"][-1], r["curves"]["acc"][-1], "x", color=color, ms=8)
-        ax.set_title(cell_title(keys, cell))
-        ax.set_xlabel("training steps")
-        ax.set_ylabel("held-out accuracy")
-        ax.grid(alpha=0.3)
+            drawn = _curves(summary)
+            for k, (kind, steps, acc, band, recs) in enumerate(drawn):
+                label = f"{name} (n={sum(len(d[4]) for d in drawn)})" if k == 0 else None
+                for ax in (full, zoom):
+                    ax.plot(steps, acc, color=color, lw=1.5 if kind == "mean" else 0.8, label=label)
+                    if band is not None:
+                        ax.fill_between(steps, band[0], band[1], color=color, alpha=0.2, lw=0)
+                banded |= band is not None
+                lines.append((steps, acc))
+                for r in recs:  # mark where a run diverged
+                    if r["status"] == "diverged":
+                        diverged = True
+                        for ax in (full, zoom):
+                            ax.plot(r["curves"]["step"][-1], r["curves"]["acc"][-1], "x", color=color, ms=8)
+        window = _zoom_window(lines)
+        if window:
+            x0, y0, y1 = window
+            zoom.set_xlim(left=x0)
+            zoom.set_ylim(y0, y1)
+        extra = ([Patch(color="0.5", alpha=0.3, label="band: min–max over seeds")] if banded else []) + (
+            [Line2D([], [], ls="", marker="x", color="0.3", label="x: the run diverged")] if diverged else [])
+        full.set_title(cell_title(keys, cell))
+        zoom.set_title(f"{cell_title(keys, cell)}: zoomed on the top accuracies\n"
+                       f"(the curves ending within {ZOOM_WITHIN * 100:.0f} points of the best)", fontsize=9)
+        for ax in (full, zoom):
+            ax.set_xlabel("training steps")
+            ax.set_ylabel("held-out accuracy")
+            ax.grid(alpha=0.3)
+        handles = zoom.get_legend_handles_labels()[0] + extra
         if many:
-            ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=7)
+            zoom.legend(handles=handles, loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=7)
         else:
-            ax.legend(loc="lower right", fontsize=8)
-    fig.suptitle(title)
+            full.legend(handles=handles, loc="lower right", fontsize=8)
+    fig.suptitle(f"{title}: mean over seeds (line), min–max over seeds (band)")
     return _save(fig, path)
 
 
@@ -212,4 +259,91 @@ def speedup_vs_target(cells: dict, keys: list[str], path: Path, reference: str |
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)
     fig.suptitle("Speed-up against the target: geometric mean over seeds, 95% interval")
+    return _save(fig, path)
+
+
+def _group(a: str, b: str) -> str:
+    """How ablations/modifications.yaml names its variants: add_* (one modification added to
+    the base), loo_* (one left out of the full set)."""
+    names = (a, b)
+    if any(n.startswith("add_") for n in names):
+        return "add-one-in"
+    if any(n.startswith("loo_") for n in names):
+        return "leave-one-out"
+    return "other contrasts"
+
+
+def forest(cells: dict, keys: list[str], path: Path, contrasts: list, reference: str | None) -> Path | None:
+    """Each contrast's effect with its interval, one row per pair [a, b] of the study's
+    `contrasts`, grouped add-one-in / leave-one-out (by the variants' names): the speed-up (b's
+    steps / a's to `reference`'s end accuracy, log scale; bnbench.report.summary.contrast) and
+    the end-accuracy difference (a minus b, points), each the mean over seeds with its 95%
+    interval (the range with fewer than 3 seeds). Open marker: only bounds are known; an arrow:
+    the interval runs on past the axis (a run never reached the target). None without contrasts
+    or a reference."""
+    from bnbench.report.summary import contrast
+
+    if not contrasts or not reference:
+        return None
+    order = ["add-one-in", "leave-one-out", "other contrasts"]
+    pairs = sorted(contrasts, key=lambda p: order.index(_group(*p)))  # stable: the study's order within a group
+    n = len(pairs)
+    fig, axes = plt.subplots(len(cells), 2, figsize=(13, 0.42 * n * len(cells) + 1.6 * len(cells)), squeeze=False)
+    for (sp_ax, acc_ax), (cell, by_variant) in zip(axes, cells.items()):
+        results = [contrast(by_variant[a], by_variant[b]) for a, b in pairs]
+        ys = np.arange(n)[::-1]
+        known = [v for c in results if c.speedup.interval for v in (c.speedup.interval.low, c.speedup.interval.high,
+                 c.speedup.interval.point) if v is not None and 0 < v < math.inf]
+        lo, hi = (min(known + [1.0]) / 1.5, max(known + [1.0]) * 1.5)
+        for y, c, (a, b) in zip(ys, results, pairs):
+            color = COLORS[order.index(_group(a, b))]
+            iv = c.speedup.interval
+            if iv is not None:
+                left, right = max(iv.low, lo), min(iv.high, hi)
+                sp_ax.plot([left, right], [y, y], color=color, lw=2)
+                if iv.low < lo:
+                    sp_ax.plot(lo, y, "<", color=color, ms=7)
+                if iv.high > hi:
+                    sp_ax.plot(hi, y, ">", color=color, ms=7)
+                if iv.point is not None:
+                    sp_ax.plot(iv.point, y, "o", color=color, ms=6)
+                else:
+                    sp_ax.plot(math.sqrt(left * right), y, "o", mfc="none", color=color, ms=6)
+            d = c.end_diff
+            if d is not None:
+                acc_ax.plot([d.low * 100, d.high * 100], [y, y], color=color, lw=2)
+                acc_ax.plot(d.point * 100, y, "s", color=color, ms=6)
+            else:
+                acc_ax.text(0, y, "n/a", ha="center", va="center", fontsize=8, color="0.4")
+        labels = [f"{a} vs {b} (n={len(c.speedup.seeds)})" for c, (a, b) in zip(results, pairs)]
+        sp_ax.axvline(1.0, color="k", lw=0.8, ls=":")
+        acc_ax.axvline(0.0, color="k", lw=0.8, ls=":")
+        sp_ax.set_xscale("log")
+        sp_ax.set_xlim(lo / 1.1, hi * 1.1)
+        sp_ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1, 2, 5)))
+        sp_ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}x"))
+        sp_ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        for ax in (sp_ax, acc_ax):
+            ax.set_yticks(ys)
+            ax.set_ylim(-0.7, n - 0.3)
+            ax.grid(alpha=0.3, axis="x", which="both")
+        sp_ax.set_yticklabels(labels, fontsize=8)
+        acc_ax.set_yticklabels([])
+        for group in order:  # a rule between groups, the group's name at its top
+            rows = [y for y, (a, b) in zip(ys, pairs) if _group(a, b) == group]
+            if rows:
+                sp_ax.text(0.01, max(rows) + 0.38, group, transform=sp_ax.get_yaxis_transform(), fontsize=8,
+                           color=COLORS[order.index(group)], weight="bold", va="center")
+                if min(rows) > 0:
+                    for ax in (sp_ax, acc_ax):
+                        ax.axhline(min(rows) - 0.5, color="0.6", lw=0.8)
+        title = cell_title(keys, cell)
+        sp_ax.set_title(f"{title}: speed-up, the second's steps / the first's\nto `{reference}`'s end accuracy "
+                        "(mean over seeds, 95% interval; > 1: the first is faster)", fontsize=9)
+        acc_ax.set_title(f"{title}: end-accuracy difference, first minus second\n(points; mean over seeds, "
+                         "95% interval)", fontsize=9)
+        sp_ax.set_xlabel("speed-up (log scale)")
+        acc_ax.set_xlabel("end-accuracy difference (points)")
+    fig.suptitle("Each contrast's effect (study `contrasts`): add-one-in and leave-one-out, with intervals "
+                 "(the range over seeds with fewer than 3)")
     return _save(fig, path)

@@ -43,6 +43,7 @@ import math
 import statistics
 from dataclasses import dataclass, field
 
+from bnbench.report.drift import drift_summary
 from bnbench.report.stats import Interval, mean_interval
 from bnbench.results.targets import end_level, peak_level, reach_index, selection_curve
 
@@ -289,3 +290,36 @@ def median_steps(reaches: list[Reach]) -> float | None:
     xs = sorted(r.by for r in reaches)
     n = len(xs)
     return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
+
+
+# --------------------------------------------------------------------------- contrasts
+
+
+@dataclass
+class Contrast:
+    """One pair of variants on the same seeds (a study's `contrasts`): the first's speed-up over
+    the second to the reference's end accuracy (censored seeds as bounds) and the difference in
+    end accuracy, first minus second (completed runs of both), each over seeds with its interval."""
+
+    variant: str
+    against: str
+    speedup: Speedup
+    end_diff: Interval | None
+
+
+def contrast(first: VariantSummary, second: VariantSummary) -> Contrast:
+    pairs = {r.seed: r.record for r in second.rows}
+    diffs = [end_acc(r.record) - end_acc(pairs[r.seed]) for r in first.rows
+             if r.seed in pairs and end_acc(r.record) is not None and end_acc(pairs[r.seed]) is not None]
+    return Contrast(first.variant, second.variant, paired_speedup(first, second), mean_interval(diffs))
+
+
+def drift_means(summary: VariantSummary) -> dict | None:
+    """The sigmoid inputs' drift (bnbench/report/drift.py) averaged over a variant's runs with a
+    probe: the median's shift and path, the spread's final/initial ratio (None without a probe)."""
+    ds = [d for r in summary.rows if (d := drift_summary(r.record["curves"].get("probe")))]
+    if not ds:
+        return None
+    path = [d["path"] for d in ds if "path" in d]
+    return {"shift": sum(d["shift"] for d in ds) / len(ds), "path": sum(path) / len(path) if path else None,
+            "spread_ratio": sum(d["spread_ratio"] for d in ds) / len(ds), "runs": len(ds)}
