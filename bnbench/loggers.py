@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import WandbLogger
 
 from bnbench.errors import BnbenchError
-from bnbench.keys import VAL_ACC
+from bnbench.keys import TEST_ACC, VAL_ACC
 from bnbench.schema import plain
 
 log = logging.getLogger("bnbench")
@@ -102,6 +102,7 @@ def _start(cfg: DictConfig, run_id: str, choices: dict, output_dir: Path, mode: 
         },
     )
     logger.experiment.define_metric(VAL_ACC, summary="max")  # starts the run (wandb.init)
+    logger.experiment.define_metric(TEST_ACC, summary="last")  # never a maximum: test is not selected on
     return logger
 
 
@@ -120,8 +121,13 @@ def finish_logger(logger: WandbLogger | None, record: dict | None, failed: bool)
     run = logger.experiment
     run.summary.update({
         "status": record["status"],
-        "best_acc": record["best_acc"],
+        "best_acc": record["best_acc"],  # validation
+        "best_step": record["best_step"],
+        "test_acc_at_best": record["test_acc_at_best"],
         "final_acc": record["final_acc"],
+        "final_test_acc": record["final_test_acc"],
+        "val_size": record["val_size"],
+        "test_size": record["test_size"],
         "steps": record["steps"],
         "diverged_at": record["diverged_at"],
         "steps_to_target": record["steps_to_target"],

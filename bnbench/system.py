@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from bnbench.keys import LR, TRAIN_LOSS, VAL_ACC
+from bnbench.keys import EVAL_SETS, LR, TRAIN_LOSS
 from bnbench.recipe import Recipe
 
 
@@ -44,7 +44,9 @@ class Classifier(pl.LightningModule):
         self.model, self.recipe, self.distortion = model, recipe, distortion
         self.channels_last = channels_last
         self.max_loss, self.check_every = max_loss, check_every
+        # one accuracy per evaluation set, in EVAL_SETS order: validation, test
         self.val_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
+        self.test_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
         self.diverged_at: int | None = None
         self.last_loss: torch.Tensor | None = None
 
@@ -91,10 +93,12 @@ class Classifier(pl.LightningModule):
             self.log(LR, self.lr_schedulers().get_last_lr()[0])
         return loss
 
-    def validation_step(self, batch, batch_idx):
+    def validation_step(self, batch, batch_idx, dataloader_idx=0):
+        # the data modules' val_dataloader() lists [validation, test] (bnbench.keys.EVAL_SETS)
         x, y = batch
-        self.val_acc.update(self.model(x), y)
-        self.log(VAL_ACC, self.val_acc, on_step=False, on_epoch=True)
+        metric = (self.val_acc, self.test_acc)[dataloader_idx]
+        metric.update(self.model(x), y)
+        self.log(EVAL_SETS[dataloader_idx], metric, on_step=False, on_epoch=True, add_dataloader_idx=False)
 
     def configure_optimizers(self):
         r = self.recipe

@@ -7,10 +7,15 @@ A run that starts ends with a record: completed, diverged (non-finite or explodi
 failed (an exception, re-raised after the record). If the record cannot be written where it
 belongs (disk full, the directory removed mid-run), it goes to the job's output folder, else a
 temporary folder, and one WARNING line says where. An interrupted run (Ctrl-C) leaves none;
-SIGKILL cannot leave one either.
+SIGKILL cannot leave one either; both leave the run's last checkpoint, from which the same
+command resumes it exactly (bnbench/checkpoint.py).
 
 Every run ends with an evaluation at its last step (`final_acc`), whether or not the last step
 is a multiple of `run.eval_every` (bnbench.callbacks.final_eval).
+
+Every evaluation covers two sets (bnbench.keys.EVAL_SETS): the validation set, held out of the
+training set (bnbench/data/split.py), on which everything is selected (best step, steps to
+target), and the test set, reported beside it (`test_acc_at_best`, `final_test_acc`).
 """
 
 from __future__ import annotations
@@ -176,8 +181,8 @@ def choices() -> dict:
 
 
 def accuracy(model: torch.nn.Module, batches) -> float:
-    """Accuracy over `batches`; under several processes, each passes its own block of the
-    held-out set and the counts are summed over ranks."""
+    """Accuracy over `batches` (one evaluation set); under several processes, each passes its own
+    block of the set and the counts are summed over ranks."""
     model.eval()
     counts = torch.zeros(2, dtype=torch.float64)
     with torch.no_grad():
@@ -211,8 +216,10 @@ def co_batch(datamodule) -> float | None:
 
 
 def make_record(cfg, ctx: RunContext, plan: ProcessPlan, parts: Parts, trainer, tracker: RunTracker, status: str,
-                error, final_acc, final_acc_ema, population_batches, started: datetime, wall_s: float) -> dict:
-    """The run's record (schema: README, "Results")."""
+                error, final: dict, started: datetime, wall_s: float) -> dict:
+    """The run's record (schema: README, "Results"). Selection (best step, steps and time to
+    target) reads the validation curve, `acc`; test accuracies are read at the steps it chose.
+    `final`: final_acc, final_test_acc (and their _ema twins, population_batches) of train_process."""
     curve = tracker.curve
     accs = [a for a in curve["acc"] if a is not None]
     best = max(range(len(curve["acc"])), key=lambda i: curve["acc"][i] or -1.0) if accs else None
@@ -237,11 +244,15 @@ def make_record(cfg, ctx: RunContext, plan: ProcessPlan, parts: Parts, trainer, 
         "steps": trainer.global_step,
         "max_steps": trainer.max_steps,
         "diverged_at": parts.system.diverged_at,
+        **parts.datamodule.split_sizes(),
         "best_acc": curve["acc"][best] if best is not None else None,
         "best_step": curve["step"][best] if best is not None else None,
-        "final_acc": final_acc,
-        "final_acc_ema": final_acc_ema,
-        "population_batches": population_batches,
+        "test_acc_at_best": curve["test_acc"][best] if best is not None else None,
+        "final_acc": final["final_acc"],
+        "final_test_acc": final["final_test_acc"],
+        "final_acc_ema": final["final_acc_ema"],
+        "final_test_acc_ema": final["final_test_acc_ema"],
+        "population_batches": final["population_batches"],
         "targets": targets,
         "steps_to_target": reach_table(curve["step"], curve["acc"], targets),
         "time_to_target": reach_table(curve["train_s"], curve["acc"], targets),
@@ -317,7 +328,8 @@ def train_process(cfg: DictConfig, ctx: RunContext, plan: ProcessPlan) -> dict |
 
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
-    status, error, final_acc, final_acc_ema, population_batches = None, None, None, None, None
+    status, error = None, None
+    final = dict.fromkeys(("final_acc", "final_test_acc", "final_acc_ema", "final_test_acc_ema", "population_batches"))
     try:
         trainer.fit(parts.system, datamodule=parts.datamodule, ckpt_path=resume_from, weights_only=True)
         if parts.system.diverged_at is not None:
@@ -329,15 +341,17 @@ def train_process(cfg: DictConfig, ctx: RunContext, plan: ProcessPlan) -> dict |
                 tracker.record_validate = True
                 trainer.validate(parts.system, datamodule=parts.datamodule, verbose=False)
             status = "completed"
-            final_acc = tracker.curve["acc"][-1] if tracker.last_step == trainer.global_step else None
-            if final_acc is not None and cfg.norm.kind == "batch" and cfg.norm.inference == "population":
+            if tracker.last_step == trainer.global_step:
+                final.update(final_acc=tracker.curve["acc"][-1], final_test_acc=tracker.curve["test_acc"][-1])
+            if final["final_acc"] is not None and cfg.norm.kind == "batch" and cfg.norm.inference == "population":
                 # Alg. 2: replace the moving averages by population statistics (each rank over its
-                # own batches, then averaged over ranks), then evaluate.
-                final_acc_ema = final_acc
-                population_batches = estimate_population_statistics(
+                # own batches, then averaged over ranks), then evaluate on both sets.
+                final.update(final_acc_ema=final["final_acc"], final_test_acc_ema=final["final_test_acc"])
+                final["population_batches"] = estimate_population_statistics(
                     model, iter(parts.datamodule.train_dataloader()), cfg.norm.population_batches)
                 average_running_stats(model)
-                final_acc = accuracy(model, parts.datamodule.val_dataloader())
+                val, test = parts.datamodule.val_dataloader()  # bnbench.keys.EVAL_SETS
+                final.update(final_acc=accuracy(model, val), final_test_acc=accuracy(model, test))
         fault_point("trained", plan.rank)
     except Exception as e:
         status, error = "failed", f"{type(e).__name__}: {e}"
@@ -348,17 +362,17 @@ def train_process(cfg: DictConfig, ctx: RunContext, plan: ProcessPlan) -> dict |
         elif status is None:  # interrupted (Ctrl-C, SystemExit): no record, nothing half-written
             finish_logger(logger, None, failed=True)
         else:
-            record = make_record(cfg, ctx, plan, parts, trainer, tracker, status, error, final_acc, final_acc_ema,
-                                 population_batches, started, time.perf_counter() - t0)
+            record = make_record(cfg, ctx, plan, parts, trainer, tracker, status, error, final, started,
+                                 time.perf_counter() - t0)
             record["resumed_at"] = checkpointer.resumed_at
             path = save_record(run_dir, output_dir, record, {**tracker.curve, "probe_quantiles": list(QUANTILES),
                                                              "probe": tracker.probe, "probe_step": tracker.probe_step})
             if status != "failed":  # a failed run keeps its checkpoint: started again, it resumes
                 finish_checkpoints(folder, keep_in=path.parent if cfg.run.checkpoint.keep else None)
             finish_logger(logger, record, failed=status == "failed")
-            best = record["best_acc"]
-            log.info("[%s] %s after %d steps: best acc %s, wall %.0fs -> %s", label, status, record["steps"],
-                     "n/a" if best is None else f"{best:.4f}", record["wall_s"], path)
+            best, test = (("n/a" if a is None else f"{a:.4f}") for a in (record["best_acc"], record["test_acc_at_best"]))
+            log.info("[%s] %s after %d steps: best val acc %s (test acc there %s), wall %.0fs -> %s", label, status,
+                     record["steps"], best, test, record["wall_s"], path)
     leave_process_group()
     return record if plan.is_zero else None
 

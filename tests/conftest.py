@@ -20,11 +20,18 @@ needs_fashion = pytest.mark.skipif(
 )
 
 
-def make_idx_dataset(root: Path, n_train: int = 600, n_test: int = 200, seed: int = 0) -> Path:
-    """A learnable MNIST-format dataset: each class is a bright square at its own position."""
+# data.val_size of data=fashion_mnist|mnist: the generated training file holds this many more
+# examples than `n_train`, so the default config leaves exactly `n_train` to train on
+VAL_SIZE = 4000
+
+
+def make_idx_dataset(root: Path, n_train: int = 600, n_test: int = 200, seed: int = 0, n_val: int = VAL_SIZE) -> Path:
+    """A learnable MNIST-format dataset: each class is a bright square at its own position. The
+    training file holds n_train + n_val examples: n_train are left for training once the
+    default data.val_size (n_val) are held out for validation."""
     g = torch.Generator().manual_seed(seed)
     root.mkdir(parents=True, exist_ok=True)
-    for split, n in (("train", n_train), ("t10k", n_test)):
+    for split, n in (("train", n_train + n_val), ("t10k", n_test)):
         labels = torch.arange(n) % 10
         images = torch.randint(0, 60, (n, 28, 28), generator=g, dtype=torch.uint8)
         for k in range(10):

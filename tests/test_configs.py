@@ -22,9 +22,10 @@ def extra_overrides(group: str, option: str, tiny: Path, folder: Path) -> list[s
     """Companion choices an option needs (its data, or a model where the toggle matters)."""
     if (group, option) in (("data", "imagenet"), ("model", "bn_inception")):
         return ["data=imagenet", "model=bn_inception", f"data.root={folder}", "data.image_size=32",
-                "data.resize=36", "data.num_workers=0", "recipe.batch_size=4"]
+                "data.resize=36", "data.num_workers=0", "recipe.batch_size=4", "data.val_size=2"]
     if (group, option) == ("data", "synthetic"):
-        return ["model=bn_inception", "data.in_shape=[3,32,32]", "recipe.batch_size=4", "data.eval_batches=1"]
+        return ["model=bn_inception", "data.in_shape=[3,32,32]", "recipe.batch_size=4", "data.eval_batches=1",
+                "data.val_batches=1"]
     overrides = [f"data.root={tiny}"]
     if group not in ("model", "experiment", "data"):
         overrides.append("model=inception_mini")  # where LRN, dropout and distortions exist

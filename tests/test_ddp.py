@@ -19,14 +19,20 @@ from bnbench.parallel import plan_processes
 from conftest import compose, make_idx_dataset, records_under, run_cli
 from wandb_log import summary_and_run
 
-# 201 held-out examples: not divisible by 2 processes, so a padding sampler would count one twice
-N_TEST = 201
-DDP = ["trainer=ddp", "trainer.devices=2", "trainer.accelerator=cpu", "experiment=mnist_bn"]
+# 201 test and 301 validation examples: not divisible by 2 processes, so a padding sampler would
+# count one twice
+N_TEST, N_VAL = 201, 301
+DDP = ["trainer=ddp", "trainer.devices=2", "trainer.accelerator=cpu", "experiment=mnist_bn", f"data.val_size={N_VAL}"]
+
+
+def counted_once(acc: float, n: int) -> bool:
+    """An accuracy over n examples each counted once: a multiple of 1/n, not of 1/(n + 1)."""
+    return abs(acc * n - round(acc * n)) < 1e-3
 
 
 @pytest.fixture(scope="module")
 def odd_data(tmp_path_factory) -> Path:
-    return make_idx_dataset(tmp_path_factory.mktemp("odd_idx"), n_train=600, n_test=N_TEST, seed=1)
+    return make_idx_dataset(tmp_path_factory.mktemp("odd_idx"), n_train=600, n_test=N_TEST, n_val=N_VAL, seed=1)
 
 
 def only_record(root: Path) -> dict:
@@ -62,19 +68,20 @@ def test_ranks_share_each_global_batch_and_together_see_what_one_process_sees(wo
 
 def test_data_module_gives_each_rank_its_slice_and_its_block(odd_data):
     def loaders(rank, world):
-        dm = IDXDataModule("mnist", str(odd_data), batch_size=20, eval_batch_size=50, seed=3)
+        dm = IDXDataModule("mnist", str(odd_data), batch_size=20, eval_batch_size=50, seed=3, val_size=N_VAL)
         dm.trainer = SimpleNamespace(global_rank=rank, world_size=world, strategy=SimpleNamespace(
             root_device=torch.device("cpu")))
-        return list(dm.train_dataloader()), list(dm.val_dataloader())
+        return list(dm.train_dataloader()), [list(loader) for loader in dm.val_dataloader()]
 
-    (train1, val1), ranks = loaders(0, 1), [loaders(r, 2) for r in range(2)]
+    (train1, eval1), ranks = loaders(0, 1), [loaders(r, 2) for r in range(2)]
     assert len(ranks[0][0]) == len(ranks[1][0]) == len(train1) == 30
     for step, (x, y) in enumerate(train1):  # the global batch = rank 0's slice, then rank 1's
         assert ranks[0][0][step][0].shape[0] == 10
         assert torch.equal(torch.cat([ranks[0][0][step][1], ranks[1][0][step][1]]), y)
-    val_labels = torch.cat([y for _, y in val1])
-    assert len(val_labels) == N_TEST
-    assert torch.equal(torch.cat([y for r in ranks for _, y in r[1]]), val_labels)
+    for k, n in enumerate((N_VAL, N_TEST)):  # validation, then test: each in blocks, each example once
+        images = torch.cat([x for x, _ in eval1[k]])
+        assert len(images) == n
+        assert torch.equal(torch.cat([x for r in ranks for x, _ in r[1][k]]), images)
 
 
 # --- configuration ------------------------------------------------------------------------------
@@ -152,24 +159,27 @@ def test_two_process_run_is_one_run_with_one_record_and_is_deterministic(odd_dat
     assert rec["status"] == "completed" and rec["steps"] == 30  # optimizer steps
     assert (rec["devices"], rec["batch_per_device"], rec["global_batch"], rec["norm_batch"]) == (2, 30, 60, 60)
     assert rec["launcher"] == "spawn"
-    # every held-out example counted once: accuracies are multiples of 1/201, not of 1/202
+    assert (rec["val_size"], rec["test_size"], rec["train_size"]) == (N_VAL, N_TEST, 600)
+    # every validation and test example counted once: accuracies are multiples of 1/301 and 1/201
     curves = curves_of(tmp_path / "a" / "results")
     assert curves["step"] == [10, 20, 30]
-    for acc in curves["acc"]:
-        assert abs(acc * N_TEST - round(acc * N_TEST)) < 1e-3, acc
-    assert any(0 < acc < 1 for acc in curves["acc"])
+    for key, n in (("acc", N_VAL), ("test_acc", N_TEST)):
+        assert all(counted_once(acc, n) for acc in curves[key]), (key, curves[key])
+        assert any(0 < acc < 1 for acc in curves[key]), (key, curves[key])
     # one W&B run, from rank 0, holding the record's figures; one output folder
     runs = list((tmp_path / "a" / "outputs").rglob("offline-run-*/*.wandb"))
     assert len(runs) == 1, runs
     summary, run = summary_and_run(runs[0])
     assert summary["best_acc"] == pytest.approx(rec["best_acc"]) and run["exit_code"] == 0
+    assert summary["test_acc_at_best"] == pytest.approx(rec["test_acc_at_best"])
     assert len(list((tmp_path / "a" / "outputs" / "adhoc").iterdir())) == 1
     assert not (tmp_path / "a" / "multirun").exists() and not (tmp_path / "a" / "lightning_logs").exists()
     # the same command again: the same record (determinism across processes)
     second = run_cli(*args, cwd=tmp_path / "b", timeout=240)
     assert second.returncode == 0, second.stderr[-3000:]
     again = only_record(tmp_path / "b" / "results")
-    for key in ("run_id", "steps", "best_acc", "best_step", "final_acc", "steps_to_target"):
+    for key in ("run_id", "steps", "best_acc", "best_step", "final_acc", "final_test_acc", "test_acc_at_best",
+                "steps_to_target"):
         assert again[key] == rec[key], key
     assert curves_of(tmp_path / "b" / "results")["loss"] == curves["loss"]
 
@@ -181,9 +191,9 @@ def test_multirun_of_two_process_jobs_gives_one_record_and_one_wandb_run_per_job
     assert proc.returncode == 0, proc.stderr[-3000:]
     recs = [json.loads(p.read_text()) for p in records_under(tmp_path / "results")]
     assert sorted(r["seed"] for r in recs) == [0, 1] and {r["devices"] for r in recs} == {2}
-    for r in recs:  # Alg. 2 per rank, averaged over ranks, then evaluated once over all 201 examples
-        assert r["population_batches"] == 3 and r["final_acc_ema"] is not None
-        assert abs(r["final_acc"] * N_TEST - round(r["final_acc"] * N_TEST)) < 1e-3
+    for r in recs:  # Alg. 2 per rank, averaged over ranks, then evaluated once over all 301 and 201 examples
+        assert r["population_batches"] == 3 and r["final_acc_ema"] is not None and r["final_test_acc_ema"] is not None
+        assert counted_once(r["final_acc"], N_VAL) and counted_once(r["final_test_acc"], N_TEST)
     runs = list(tmp_path.rglob("offline-run-*/*.wandb"))
     assert len(runs) == 2, runs
     assert sorted(summary_and_run(p)[0]["best_acc"] for p in runs) == pytest.approx(sorted(r["best_acc"] for r in recs))
@@ -202,7 +212,7 @@ def test_study_with_a_two_process_job_gives_one_record_per_job(odd_data, tmp_pat
     study.write_text("seeds: [0]\nvariants:\n  one: [experiment=mnist_bn]\n"
                      "  two: [experiment=mnist_bn, trainer=ddp, trainer.devices=2, trainer.accelerator=cpu]\n"
                      "reference: one\n")
-    proc = run_cli("study", str(study), f"hydra/launcher={launcher}", f"data.root={odd_data}",
+    proc = run_cli("study", str(study), f"hydra/launcher={launcher}", f"data.root={odd_data}", f"data.val_size={N_VAL}",
                    "trainer.max_steps=20", "run.eval_every=10", cwd=tmp_path, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     recs = [json.loads(p.read_text()) for p in records_under(tmp_path / "results")]

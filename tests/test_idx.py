@@ -22,7 +22,8 @@ def random_images(n: int, seed: int) -> torch.Tensor:
 
 
 def write_dataset(root: Path, n_train: int = 120, n_test: int = 30, gz: bool = False) -> None:
-    """Train labels are the example's index, so a batch's images can be checked against its labels."""
+    """Train labels are the example's index in the training file, so a batch's images can be
+    checked against its labels (and its examples against the validation split)."""
     suffix = ".gz" if gz else ""
     data = {
         "train": (random_images(n_train, 0), torch.arange(n_train, dtype=torch.uint8)),
@@ -225,17 +226,25 @@ def test_data_module_without_root_raises_at_construction():
 # --------------------------------------------------------------------------- IDXDataModule
 
 
+N_VAL = 20  # of the 140 training examples written: 120 are left for training
+
+
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("mnist")
-    write_dataset(root, 120, 30, gz=True)
+    write_dataset(root, 120 + N_VAL, 30, gz=True)
     return root
 
 
 def module(root, **kwargs) -> IDXDataModule:
-    args = dict(batch_size=32, eval_batch_size=8, shuffle="global", num_shards=4, seed=0)
+    args = dict(batch_size=32, eval_batch_size=8, shuffle="global", num_shards=4, seed=0, val_size=N_VAL)
     args.update(kwargs)
     return IDXDataModule("mnist", str(root), **args)
+
+
+def positions(dm: IDXDataModule, labels: torch.Tensor) -> torch.Tensor:
+    """Positions in the training part of examples whose labels are their index in the file."""
+    return torch.searchsorted(dm.train_set[1], labels)
 
 
 def epoch(loader) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -246,21 +255,27 @@ def epoch(loader) -> list[tuple[torch.Tensor, torch.Tensor]]:
 def test_setup_shapes_and_range(data_root, binarize):
     dm = module(data_root, binarize=binarize)
     dm.setup()
-    (x_train, y_train), (x_test, y_test) = dm.train_set, dm.test_set
-    assert x_train.shape == (120, 1, 28, 28) and x_test.shape == (30, 1, 28, 28)
-    assert x_train.dtype == x_test.dtype == torch.float32
-    assert y_train.shape == (120,) and y_test.shape == (30,)
-    assert y_train.dtype == y_test.dtype == torch.int64
-    for x in (x_train, x_test):
+    (x_train, y_train), (x_val, y_val), (x_test, y_test) = dm.train_set, dm.val_set, dm.test_set
+    assert x_train.shape == (120, 1, 28, 28) and x_val.shape == (N_VAL, 1, 28, 28) and x_test.shape == (30, 1, 28, 28)
+    assert x_train.dtype == x_val.dtype == x_test.dtype == torch.float32
+    assert y_train.shape == (120,) and y_val.shape == (N_VAL,) and y_test.shape == (30,)
+    assert y_train.dtype == y_val.dtype == y_test.dtype == torch.int64
+    for x in (x_train, x_val, x_test):
         assert x.min() >= 0 and x.max() <= 1
     raw = read_idx(data_root / "train-images-idx3-ubyte.gz", expect_ndim=3)
+    for x, y in ((x_train, y_train), (x_val, y_val)):  # labels: the example's index in the file
+        if binarize:
+            assert_close(x[:, 0], (raw[y] >= 128).float(), rtol=0, atol=0)
+        else:
+            assert_close(x[:, 0], raw[y].float() / 255)
     if binarize:
         assert set(torch.unique(x_train).tolist()) == {0.0, 1.0}
-        assert_close(x_train[:, 0], (raw >= 128).float(), rtol=0, atol=0)
     else:
-        assert_close(x_train[:, 0], raw.float() / 255)
         assert len(torch.unique(x_train)) > 2
-    assert_close(y_train, torch.arange(120))
+    # the two parts of the training file, each in stored order
+    assert_close(torch.sort(torch.cat([y_train, y_val])).values, torch.arange(120 + N_VAL))
+    assert torch.equal(y_train, y_train.sort().values) and torch.equal(y_val, y_val.sort().values)
+    assert dm.split_sizes() == {"train_size": 120, "val_size": N_VAL, "test_size": 30}
 
 
 def test_fixed_batch_is_first_test_images(data_root):
@@ -279,23 +294,25 @@ def test_train_batches_are_full_and_consistent(data_root, shuffle, batch_size):
     images = dm.train_set[0]
     for x, y in batches:
         assert x.shape == (batch_size, 1, 28, 28) and y.shape == (batch_size,)
-        assert_close(x, images[y], rtol=0, atol=0)  # images stay paired with their labels
+        assert_close(x, images[positions(dm, y)], rtol=0, atol=0)  # images stay paired with their labels
+        assert not set(y.tolist()) & set(dm.val_set[1].tolist())  # never a validation example
     seen = torch.cat([y for _, y in batches])
     assert len(torch.unique(seen)) == len(seen)  # no example twice in an epoch
 
 
-def test_val_dataloader_covers_test_set_once(data_root):
+def test_val_dataloader_covers_validation_then_test_set_once(data_root):
     dm = module(data_root, eval_batch_size=8)
-    loader = dm.val_dataloader()
-    chunks = epoch(loader)
-    assert [len(y) for _, y in chunks] == [8, 8, 8, 6]
-    assert len(loader) == 4
-    x = torch.cat([c[0] for c in chunks])
-    y = torch.cat([c[1] for c in chunks])
-    assert_close(x, dm.test_set[0], rtol=0, atol=0)
-    assert_close(y, dm.test_set[1], rtol=0, atol=0)
-    # A second pass gives the same chunks.
-    assert_close(torch.cat([c[1] for c in epoch(loader)]), y)
+    val_loader, test_loader = dm.val_dataloader()  # bnbench.keys.EVAL_SETS: validation, test
+    for loader, part, sizes in ((val_loader, dm.val_set, [8, 8, 4]), (test_loader, dm.test_set, [8, 8, 8, 6])):
+        chunks = epoch(loader)
+        assert [len(y) for _, y in chunks] == sizes
+        assert len(loader) == len(sizes)
+        x = torch.cat([c[0] for c in chunks])
+        y = torch.cat([c[1] for c in chunks])
+        assert_close(x, part[0], rtol=0, atol=0)
+        assert_close(y, part[1], rtol=0, atol=0)
+        # A second pass gives the same chunks.
+        assert_close(torch.cat([c[1] for c in epoch(loader)]), y)
 
 
 @pytest.mark.parametrize("shuffle", ["global", "shard", "within_shard"])
@@ -325,7 +342,9 @@ def test_successive_epochs_differ_under_global_shuffle(data_root):
 
 @pytest.mark.parametrize(
     "kwargs,match",
-    [(dict(batch_size=0), r"data\.batch_size"), (dict(shuffle="random"), "shuffle"), (dict(num_shards=0), r"data\.num_shards")],
+    [(dict(batch_size=0), r"data\.batch_size"), (dict(shuffle="random"), "shuffle"), (dict(num_shards=0), r"data\.num_shards"),
+     (dict(val_size=0), r"data\.val_size must be >= 1 .*, got 0$"), (dict(val_size=-5), r"data\.val_size must be >= 1 .*, got -5$"),
+     (dict(val_seed=-1), r"data\.val_seed must be >= 0, got -1")],
 )
 def test_bad_config(data_root, kwargs, match):
     with pytest.raises(ConfigError, match=match):
@@ -334,9 +353,10 @@ def test_bad_config(data_root, kwargs, match):
 
 @pytest.mark.parametrize("shuffle", ["shard", "within_shard"])
 def test_sharded_shuffle_batches_are_shards(data_root, shuffle):
-    """4 shards of 30 and batches of 30: each batch is one shard, in stored order only for "shard"."""
-    loader = module(data_root, shuffle=shuffle, batch_size=30, num_shards=4).train_dataloader()
-    batches = [y for _, y in epoch(loader)]
+    """4 shards of 30 and batches of 30: each batch is one shard, in stored order only for "shard"
+    (shards of the training part, the validation examples taken out)."""
+    dm = module(data_root, shuffle=shuffle, batch_size=30, num_shards=4)
+    batches = [positions(dm, y) for _, y in epoch(dm.train_dataloader())]
     assert len(batches) == 4
     starts = []
     for y in batches:
@@ -349,16 +369,21 @@ def test_sharded_shuffle_batches_are_shards(data_root, shuffle):
 
 
 def test_global_shuffle_mixes_within_batches(data_root):
-    loader = module(data_root, shuffle="global", batch_size=30).train_dataloader()
-    for _, y in epoch(loader):
+    dm = module(data_root, shuffle="global", batch_size=30)
+    for _, y in epoch(dm.train_dataloader()):
+        y = positions(dm, y)
         assert not torch.equal(y, torch.sort(y).values)
         assert len(set((y // 30).tolist())) > 1  # not confined to one stored block
 
 
-def test_batch_larger_than_the_training_set_is_a_config_error(tmp_path):
+@pytest.mark.parametrize("val_size, left", [(4000, 50), (4050, 0), (9000, 0)])
+def test_a_validation_set_leaving_less_than_a_batch_is_a_config_error(tmp_path, val_size, left):
     from conftest import make_idx_dataset
 
-    root = make_idx_dataset(tmp_path / "d", n_train=50, n_test=10)
-    dm = IDXDataModule("tiny", str(root), batch_size=64)
-    with pytest.raises(ConfigError, match="data.batch_size=64 exceeds the 50 training examples"):
+    root = make_idx_dataset(tmp_path / "d", n_train=50, n_test=10, n_val=4000)
+    dm = IDXDataModule("tiny", str(root), batch_size=64, val_size=val_size)
+    with pytest.raises(ConfigError) as err:
         dm.setup()
+    assert str(err.value) == (f"data.val_size={val_size} leaves {left} of the 4050 training examples of "
+                              f"{root / 'train-images-idx3-ubyte.gz'} for training, fewer than one batch "
+                              "(data.batch_size=64)")

@@ -142,6 +142,6 @@ def test_data_mnist_trains_from_a_torchvision_root_through_the_cli(tmp_path):
     """The real command: data.root at torchvision's root, the files in MNIST/raw/."""
     write_files(tmp_path / "tv" / "MNIST" / "raw", n_train=120, n_test=40)
     proc = run_cli("train", "data=mnist", f"data.root={tmp_path / 'tv'}", "logger=none", "trainer.max_steps=4",
-                   "run.eval_every=2", cwd=tmp_path)
+                   "run.eval_every=2", "data.val_size=60", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert len(records_under(tmp_path / "results")) == 1

@@ -13,7 +13,8 @@ from bnbench.errors import ConfigError, DataError
 
 CLASSES = ["n01", "n02", "n03"]
 SIZES = [(40, 30), (50, 64), (33, 33), (64, 20), (20, 48)]  # (width, height)
-N_TRAIN, N_VAL = 5, 2
+N_TRAIN, N_VAL = 7, 2  # per class, in train/ and val/ (val/ is the test set)
+VAL_SIZE = 6  # of train/'s 21 images, held out for validation: 15 left for training
 
 
 def write_image(path, size, colour, seed):
@@ -26,7 +27,7 @@ def write_image(path, size, colour, seed):
 
 @pytest.fixture
 def root(tmp_path):
-    """3 classes x 5 training and 2 validation images of varied sizes; mixed extensions."""
+    """3 classes x 7 training and 2 validation (test) images of varied sizes; mixed extensions."""
     colours = [(200, 40, 40), (40, 200, 40), (40, 40, 200)]
     for c, (name, colour) in enumerate(zip(CLASSES, colours)):
         for split, n in (("train", N_TRAIN), ("val", N_VAL)):
@@ -41,7 +42,7 @@ def root(tmp_path):
 
 def make(folder, **kw):
     args = dict(name="imagenet", root=None if folder is None else str(folder), batch_size=4, eval_batch_size=4, num_workers=0,
-                image_size=32, resize=36, shuffle="global", num_shards=3, seed=0)
+                image_size=32, resize=36, shuffle="global", num_shards=3, seed=0, val_size=VAL_SIZE)
     return ImageFolderDataModule(**{**args, **kw})
 
 
@@ -52,8 +53,12 @@ def first_batch(dm):
 def test_shapes_and_classes(root):
     dm = make(root, image_size=24, resize=28)
     assert dm.num_classes == 3 and dm.channels == 3 and dm.in_shape == (3, 24, 24)
-    assert len(dm.train_files[1]) == 3 * N_TRAIN  # notes.txt ignored, .JPEG/.png/.jpg kept
-    assert dm.train_files[1].tolist() == [0] * 5 + [1] * 5 + [2] * 5  # stored order: by class
+    assert len(dm.train_files[1]) + len(dm.val_files[1]) == 3 * N_TRAIN  # notes.txt ignored, .JPEG/.png/.jpg kept
+    assert dm.split_sizes() == {"train_size": 15, "val_size": VAL_SIZE, "test_size": 3 * N_VAL}
+    for paths, labels in (dm.train_files, dm.val_files):  # both parts of train/, in stored order: by class, name
+        assert labels.tolist() == sorted(labels.tolist())
+        assert [p.decode() for p in paths] == sorted(p.decode() for p in paths)
+    assert not set(dm.train_files[0]) & set(dm.val_files[0])
 
 
 def test_training_batch(root):
@@ -67,20 +72,37 @@ def test_training_batch(root):
     assert set(y.tolist()) <= {0, 1, 2}
 
 
-def test_val_every_image_once_in_sorted_order(root):
+def test_test_set_every_image_once_in_sorted_order(root):
     dm = make(root, eval_batch_size=4)
-    batches = list(dm.val_dataloader())
+    batches = list(dm.val_dataloader()[1])  # [validation, test]: val/ is the test set
     assert [len(y) for _, y in batches] == [4, 2]  # no drop
     x = torch.cat([b[0] for b in batches])
     y = torch.cat([b[1] for b in batches])
     assert x.shape == (6, 3, 32, 32) and x.dtype == torch.float32
     assert y.tolist() == [0, 0, 1, 1, 2, 2]
-    names = [p.decode() for p in dm.val_files[0]]
+    names = [p.decode() for p in dm.test_files[0]]
     assert names == sorted(names) and len(set(names)) == 6
     # Deterministic: a second pass and the probe batch see the same pixels.
-    assert torch.equal(torch.cat([b[0] for b in dm.val_dataloader()]), x)
+    assert torch.equal(torch.cat([b[0] for b in dm.val_dataloader()[1]]), x)
     assert torch.equal(dm.fixed_batch(5), x[:5])
     assert torch.equal(dm.fixed_batch(100), x)
+
+
+def test_validation_set_is_held_out_of_train_and_the_same_for_every_seed(root):
+    """data.val_size images of train/, chosen by data.val_seed alone; evaluated like the test set."""
+    dm = make(root, eval_batch_size=4)
+    batches = list(dm.val_dataloader()[0])
+    assert [len(y) for _, y in batches] == [4, 2]
+    y = torch.cat([b[1] for b in batches])
+    assert y.tolist() == dm.val_files[1].tolist()
+    assert all((root / "train" / p.decode()).is_file() for p in dm.val_files[0])
+    for other in (make(root, seed=9), make(root, shuffle="shard", seed=1)):
+        assert other.val_files[0].tolist() == dm.val_files[0].tolist()
+    assert make(root, val_seed=1).val_files[0].tolist() != dm.val_files[0].tolist()
+    # no training key ever names a validation image
+    keys = [i for _, i in make(root, batch_size=1).train_sampler()]
+    assert sorted(dm.train_files[0][keys].tolist()) == sorted(dm.train_files[0].tolist())
+    assert not set(dm.train_files[0][keys].tolist()) & set(dm.val_files[0].tolist())
 
 
 def test_val_subset_labels_follow_train_classes(root):
@@ -89,7 +111,7 @@ def test_val_subset_labels_follow_train_classes(root):
     (root / "val" / "n01").rmdir()
     dm = make(root)
     assert dm.num_classes == 3
-    y = torch.cat([b[1] for b in dm.val_dataloader()])
+    y = torch.cat([b[1] for b in dm.val_dataloader()[1]])
     assert y.tolist() == [1, 1, 2, 2]
 
 
@@ -159,7 +181,7 @@ def one_line(excinfo, *parts):
 
 @pytest.mark.parametrize("key,value", [
     ("batch_size", 0), ("eval_batch_size", 0), ("image_size", 0), ("num_workers", -1),
-    ("num_shards", 0), ("shuffle", "random"), ("resize", 16),
+    ("num_shards", 0), ("shuffle", "random"), ("resize", 16), ("val_size", 0), ("val_size", -1), ("val_seed", -1),
 ])
 def test_bad_arguments(root, key, value):
     with pytest.raises(ConfigError) as e:
@@ -220,8 +242,15 @@ def test_val_class_not_in_train(root):
 
 def test_fewer_images_than_a_batch(root):
     with pytest.raises(DataError) as e:
+        make(root, batch_size=22)
+    one_line(e, "data.batch_size=22", root / "train")
+
+
+def test_a_validation_set_leaving_less_than_a_batch(root):
+    with pytest.raises(ConfigError) as e:
         make(root, batch_size=16)
-    one_line(e, "data.batch_size=16", root / "train")
+    assert str(e.value) == (f"data.val_size={VAL_SIZE} leaves 15 of the 21 training examples of {root / 'train'} "
+                            "for training, fewer than one batch (data.batch_size=16)")
 
 
 @pytest.mark.parametrize("content", ["random", "truncated"])
@@ -234,7 +263,7 @@ def test_corrupt_image(root, content):
         bad.write_bytes(bad.read_bytes()[:300])
     dm = make(root)  # listing only: the file is not opened until it is loaded
     with pytest.raises(DataError) as e:
-        list(dm.val_dataloader())
+        list(dm.val_dataloader()[1])
     one_line(e, bad)
 
 

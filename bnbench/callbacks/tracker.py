@@ -1,5 +1,6 @@
-"""Records what a run's report needs, at every evaluation: the accuracy curve, the training
-time spent so far (evaluation excluded), and the activation probe of Fig. 1(b, c).
+"""Records what a run's report needs, at every evaluation: the accuracy curves (`acc`, the
+validation accuracy that all selection reads, and `test_acc` beside it), the training time
+spent so far (evaluation excluded), and the activation probe of Fig. 1(b, c).
 
 The probe is taken before any update (step 0) and at every evaluation (`curves["probe_step"]`
 says when). It looks at the network as training computes it: normalization layers normalize
@@ -17,7 +18,7 @@ import time
 import pytorch_lightning as pl
 import torch
 
-from bnbench.keys import VAL_ACC
+from bnbench.keys import TEST_ACC, VAL_ACC
 
 log = logging.getLogger("bnbench")
 
@@ -36,11 +37,13 @@ class RunTracker(pl.Callback):
 
     `probe_batch`: a fixed batch of inputs; at every evaluation the model (in eval mode) runs
     on it and the input to the nonlinearity at `model.probe_point` is summarised per unit.
+    Curves: `acc` is the validation accuracy (selection: best step, targets), `test_acc` the
+    test accuracy at the same evaluation (reported, never selected on).
     """
 
     def __init__(self, label: str, probe_batch: torch.Tensor | None = None, progress_lines: bool = False):
         self.label, self.probe_batch, self.progress_lines = label, probe_batch, progress_lines
-        self.curve: dict[str, list] = {"step": [], "acc": [], "train_s": [], "loss": []}
+        self.curve: dict[str, list] = {"step": [], "acc": [], "test_acc": [], "train_s": [], "loss": []}
         self.probe: list[list[list[float]]] = []
         self.probe_step: list[int] = []
         self.eval_s = 0.0
@@ -91,19 +94,21 @@ class RunTracker(pl.Callback):
         if trainer.sanity_checking or not (trainer.state.fn == "fit" or self.record_validate):
             return
         acc = round(float(trainer.callback_metrics[VAL_ACC]), 6)  # float32 noise off
+        test_acc = round(float(trainer.callback_metrics[TEST_ACC]), 6)
         if self.probe_batch is not None:
             self._record_probe(pl_module, trainer.global_step)
         self._sync(pl_module)
         self.eval_s += time.perf_counter() - self._v0
         loss = pl_module.last_loss
         step = trainer.global_step
-        for key, value in (("step", step), ("acc", acc), ("train_s", self.train_s),
+        for key, value in (("step", step), ("acc", acc), ("test_acc", test_acc), ("train_s", self.train_s),
                            ("loss", float(loss) if loss is not None else None)):
             self.curve[key].append(value)
         if self.progress_lines and step >= self._next_line:
             self._next_line = step + max(trainer.max_steps // 10, 1)
-            log.info("[%s] step %d/%d  acc %.4f  loss %.4f  train %.0fs  eval %.0fs", self.label, step,
-                     trainer.max_steps, acc, self.curve["loss"][-1] or float("nan"), self.train_s, self.eval_s)
+            log.info("[%s] step %d/%d  val acc %.4f  test acc %.4f  loss %.4f  train %.0fs  eval %.0fs", self.label,
+                     step, trainer.max_steps, acc, test_acc, self.curve["loss"][-1] or float("nan"), self.train_s,
+                     self.eval_s)
 
     def _record_probe(self, pl_module, step: int) -> None:
         self.probe.append(self._probe(pl_module).tolist())

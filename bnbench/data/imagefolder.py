@@ -6,8 +6,13 @@ mini-batches of 32 per device. That set does not fit in memory as tensors the wa
 DataLoader worker processes.
 
 Layout: `<root>/train/<class>/<images>` and `<root>/val/<class>/<images>`. A class's index is
-the sorted position of its folder name among the training folders; validation folders must
-be a subset of them.
+the sorted position of its folder name among the training folders; val/'s folders must be a
+subset of them.
+
+Three sets: `data.val_size` images of train/ are held out for validation (data/split.py: a
+permutation seeded with `data.val_seed`), on which everything is selected; training uses the
+rest; val/ (ImageNet's 50,000 labelled validation images: its test labels are not public) is
+the test set, reported beside and never selected on.
 
 Training examples get a random-resized crop and a horizontal flip (the usual Inception
 preprocessing; the paper names neither). Photometric distortions (Sec. 4.2.1, modification
@@ -33,6 +38,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 from bnbench.data.ordering import MODES, epoch_order
 from bnbench.data.position import ResumableLoader, split_position, trained_batches
 from bnbench.data.ranks import eval_block, per_rank_batch, rank_and_world, rank_order
+from bnbench.data.split import check_split, check_val_size, split_indices
 from bnbench.errors import ConfigError, DataError
 
 SPLITS = ("train", "val")
@@ -189,7 +195,7 @@ class TrainImages(ImageFiles):
 
 
 class EvalImages(ImageFiles):
-    """Validation examples, resized and center-cropped (deterministic)."""
+    """Evaluation examples (validation or test), resized and center-cropped (deterministic)."""
 
     def __init__(self, split_dir: Path, paths: np.ndarray, labels: np.ndarray, image_size: int, resize: int):
         super().__init__(split_dir, paths, labels)
@@ -240,7 +246,8 @@ class EpochSampler(Sampler):
 
 
 class ImageFolderDataModule(pl.LightningDataModule):
-    """An ImageFolder dataset (ImageNet for Sec. 4.2); evaluation on its val/ split."""
+    """An ImageFolder dataset (ImageNet for Sec. 4.2): training on train/ less `val_size`
+    held-out images, selection on those, and val/ as the test set beside."""
 
     channels = 3
 
@@ -257,8 +264,11 @@ class ImageFolderDataModule(pl.LightningDataModule):
         num_shards: int = 64,
         seed: int = 0,
         install_hint: str = "",
+        val_size: int = 10_000,
+        val_seed: int = 0,
     ):
         super().__init__()
+        check_val_size(val_size, val_seed)
         for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size),
                            ("image_size", image_size), ("num_shards", num_shards)):
             if value < 1:
@@ -275,27 +285,36 @@ class ImageFolderDataModule(pl.LightningDataModule):
         self.shuffle, self.num_shards, self.seed = shuffle, num_shards, seed
 
         self.classes, self.dirs = locate_splits(name, root, install_hint)
-        train_dir, val_dir = self.dirs["train"], self.dirs["val"]
-        val_folders = class_folders(val_dir)
-        unknown = sorted(set(val_folders) - set(self.classes))
+        train_dir, test_dir = self.dirs["train"], self.dirs["val"]
+        test_folders = class_folders(test_dir)
+        unknown = sorted(set(test_folders) - set(self.classes))
         if unknown:
-            raise DataError(f"{val_dir / unknown[0]}: class folder {unknown[0]!r} has no counterpart in {train_dir}")
+            raise DataError(f"{test_dir / unknown[0]}: class folder {unknown[0]!r} has no counterpart in {train_dir}")
         # An empty training class would still take an output unit but never be trained.
-        self.train_files = scan_split(train_dir, self.classes, self.classes, allow_empty=False)
-        self.val_files = scan_split(val_dir, self.classes, val_folders, allow_empty=True)
-        n_train = len(self.train_files[1])
-        if n_train < batch_size:
-            raise DataError(f"{train_dir} has {n_train} images, fewer than data.batch_size={batch_size}")
+        paths, labels = scan_split(train_dir, self.classes, self.classes, allow_empty=False)
+        if len(labels) < batch_size:
+            raise DataError(f"{train_dir} has {len(labels)} images, fewer than data.batch_size={batch_size}")
+        check_split(len(labels), val_size, batch_size, train_dir)
+        train, val = (i.numpy() for i in split_indices(len(labels), val_size, val_seed))
+        self.train_files, self.val_files = (paths[train], labels[train]), (paths[val], labels[val])  # both of train/
+        self.test_files = scan_split(test_dir, self.classes, test_folders, allow_empty=True)
 
         self.num_classes = len(self.classes)
         self.in_shape = (3, image_size, image_size)
         self.train_set: TrainImages | None = None
         self.val_set: EvalImages | None = None
+        self.test_set: EvalImages | None = None
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is None:
             self.train_set = TrainImages(self.dirs["train"], *self.train_files, self.image_size, self.seed)
-            self.val_set = EvalImages(self.dirs["val"], *self.val_files, self.image_size, self.resize)
+            self.val_set = EvalImages(self.dirs["train"], *self.val_files, self.image_size, self.resize)
+            self.test_set = EvalImages(self.dirs["val"], *self.test_files, self.image_size, self.resize)
+
+    def split_sizes(self) -> dict[str, int]:
+        """Images trained on, selected on (validation, of train/) and reported beside (test: val/)."""
+        return {"train_size": len(self.train_files[1]), "val_size": len(self.val_files[1]),
+                "test_size": len(self.test_files[1])}
 
     def train_sampler(self) -> EpochSampler:
         return EpochSampler(len(self.train_files[1]), self.shuffle, self.num_shards, self.seed, self.batch_size,
@@ -311,20 +330,24 @@ class ImageFolderDataModule(pl.LightningDataModule):
             position=trained_batches(self), seed=self.seed,
         )
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> list[DataLoader]:
+        """[validation, test] (bnbench.keys.EVAL_SETS), each split over ranks in contiguous blocks."""
         self.setup()
-        start, stop = eval_block(len(self.val_set), *rank_and_world(self.trainer))
-        return DataLoader(
-            Subset(self.val_set, range(start, stop)), batch_size=self.eval_batch_size, shuffle=False,
-            num_workers=self.num_workers, drop_last=False,
-            persistent_workers=self.num_workers > 0, pin_memory=False,
-        )
+        loaders = []
+        for images in (self.val_set, self.test_set):
+            start, stop = eval_block(len(images), *rank_and_world(self.trainer))
+            loaders.append(DataLoader(
+                Subset(images, range(start, stop)), batch_size=self.eval_batch_size, shuffle=False,
+                num_workers=self.num_workers, drop_last=False,
+                persistent_workers=self.num_workers > 0, pin_memory=False,
+            ))
+        return loaders
 
     def train_order(self, epoch: int) -> torch.Tensor:
         """The order in which training epoch `epoch` reads the examples."""
         return self.train_sampler().order(epoch)
 
     def fixed_batch(self, n: int) -> torch.Tensor:
-        """The first n validation images: the fixed batch the activation probe looks at."""
+        """The first n test images (val/): the fixed batch the activation probe looks at."""
         self.setup()
-        return torch.stack([self.val_set[i][0] for i in range(min(n, len(self.val_set)))])
+        return torch.stack([self.test_set[i][0] for i in range(min(n, len(self.test_set)))])

@@ -3,6 +3,10 @@
 The whole training set lives in one tensor (on the training device once the Trainer is
 attached) and batches are cut from it by index: no per-sample collation, which is what makes
 a DataLoader the bottleneck for a model as small as the paper's MLP.
+
+Three sets: training and validation are the two parts of the training file (data/split.py:
+`data.val_size` examples held out by a permutation seeded with `data.val_seed`), the test set is
+the t10k file. Evaluation gives Lightning two loaders, [validation, test] (bnbench.keys.EVAL_SETS).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from bnbench.data.idx import locate_idx, read_idx
 from bnbench.data.ordering import MODES, epoch_order
 from bnbench.data.position import ResumableLoader, split_position, trained_batches
 from bnbench.data.ranks import eval_block, rank_and_world, rank_order
+from bnbench.data.split import check_split, check_val_size, split_indices
 from bnbench.errors import ConfigError, DataError
 
 SPLITS = {
@@ -45,14 +50,31 @@ def load_split(images: Path, labels: Path, binarize: bool) -> tuple[torch.Tensor
     return _load_split(_version(images), _version(labels), binarize)
 
 
+def load_training(images: Path, labels: Path, binarize: bool, val_size: int, val_seed: int) -> tuple[tuple, tuple]:
+    """The training file as (training part, validation part), each (images, labels) as
+    load_split gives them, split by data/split.py. Cached like load_split; only the two parts
+    are kept (the whole file is not held a second time)."""
+    return _load_training(_version(images), _version(labels), binarize, val_size, val_seed)
+
+
 def _version(path: Path) -> tuple[str, int, int]:
     st = Path(path).stat()
     return str(path), st.st_size, st.st_mtime_ns
 
 
-@functools.lru_cache(maxsize=2)  # a training split and a test split
+@functools.lru_cache(maxsize=1)  # the test file
 def _load_split(images_version: tuple, labels_version: tuple, binarize: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    images, labels = Path(images_version[0]), Path(labels_version[0])
+    return _read_split(Path(images_version[0]), Path(labels_version[0]), binarize)
+
+
+@functools.lru_cache(maxsize=1)  # the training file, split
+def _load_training(images_version: tuple, labels_version: tuple, binarize: bool, val_size: int, val_seed: int):
+    x, y = _read_split(Path(images_version[0]), Path(labels_version[0]), binarize)
+    train, val = split_indices(len(y), val_size, val_seed)
+    return (x[train], y[train]), (x[val], y[val])
+
+
+def _read_split(images: Path, labels: Path, binarize: bool) -> tuple[torch.Tensor, torch.Tensor]:
     x = read_idx(images, expect_ndim=3)
     y = read_idx(labels, expect_ndim=1)
     if len(x) != len(y):
@@ -98,8 +120,8 @@ class BatchStream(IterableDataset):
 
 
 class Chunks(IterableDataset):
-    """The evaluation set in consecutive chunks (every example exactly once); under N
-    processes, this rank's contiguous block of it (data/ranks.py)."""
+    """An evaluation set (validation or test) in consecutive chunks (every example exactly
+    once); under N processes, this rank's contiguous block of it (data/ranks.py)."""
 
     def __init__(self, images, labels, chunk: int, rank: int = 0, world: int = 1):
         start, stop = eval_block(len(labels), rank, world)
@@ -114,7 +136,8 @@ class Chunks(IterableDataset):
 
 
 class IDXDataModule(pl.LightningDataModule):
-    """MNIST or Fashion-MNIST from local IDX files; evaluation on the 10,000-image test set."""
+    """MNIST or Fashion-MNIST from local IDX files: training on the training file less
+    `val_size` held-out examples, selection on those, and the 10,000-image test set beside."""
 
     num_classes = 10
     in_shape = (1, 28, 28)
@@ -128,11 +151,14 @@ class IDXDataModule(pl.LightningDataModule):
         eval_batch_size: int = 2000,
         binarize: bool = False,
         shuffle: str = "global",
-        num_shards: int = 75,
+        num_shards: int = 70,
         seed: int = 0,
         install_hint: str = "",
+        val_size: int = 4000,
+        val_seed: int = 0,
     ):
         super().__init__()
+        check_val_size(val_size, val_seed)
         if batch_size < 1:
             raise ConfigError(f"data.batch_size must be >= 1, got {batch_size}")
         if shuffle not in MODES:
@@ -145,23 +171,31 @@ class IDXDataModule(pl.LightningDataModule):
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.shuffle, self.num_shards, self.seed = shuffle, num_shards, seed
         self.install_hint = install_hint
+        self.val_size, self.val_seed = val_size, val_seed
         self.files = locate_files(name, root, install_hint)
         self.train_set: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.val_set: tuple[torch.Tensor, torch.Tensor] | None = None
         self.test_set: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is None:
-            self.train_set = load_split(*self.files["train"], self.binarize)
+            train, val = load_training(*self.files["train"], self.binarize, self.val_size, self.val_seed)
+            check_split(len(train[1]) + len(val[1]), self.val_size, self.batch_size, self.files["train"][0])
+            self.train_set, self.val_set = train, val
             self.test_set = load_split(*self.files["test"], self.binarize)
-            if self.batch_size > len(self.train_set[1]):
-                raise ConfigError(f"data.batch_size={self.batch_size} exceeds the {len(self.train_set[1])} "
-                                  f"training examples of {self.files['train'][0]}")
+
+    def split_sizes(self) -> dict[str, int]:
+        """Examples trained on, selected on (validation) and reported beside (test)."""
+        self.setup()
+        return {"train_size": len(self.train_set[1]), "val_size": len(self.val_set[1]),
+                "test_size": len(self.test_set[1])}
 
     def _on_device(self) -> None:
         """Move the tensors to the training device once, so batches are cut where they are used."""
         device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
         if self.train_set[0].device != device:
             self.train_set = tuple(t.to(device) for t in self.train_set)
+            self.val_set = tuple(t.to(device) for t in self.val_set)
             self.test_set = tuple(t.to(device) for t in self.test_set)
 
     def train_dataloader(self) -> DataLoader:
@@ -171,10 +205,13 @@ class IDXDataModule(pl.LightningDataModule):
                              *rank_and_world(self.trainer))
         return ResumableLoader(stream, batch_size=None, position=trained_batches(self), seed=self.seed)
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> list[DataLoader]:
+        """[validation, test] (bnbench.keys.EVAL_SETS), each in chunks, each split over ranks."""
         self.setup()
         self._on_device()
-        return DataLoader(Chunks(*self.test_set, self.eval_batch_size, *rank_and_world(self.trainer)), batch_size=None)
+        ranks = rank_and_world(self.trainer)
+        return [DataLoader(Chunks(*part, self.eval_batch_size, *ranks), batch_size=None)
+                for part in (self.val_set, self.test_set)]
 
     def fixed_batch(self, n: int) -> torch.Tensor:
         """The first n test images: the fixed batch the activation probe looks at."""

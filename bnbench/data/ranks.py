@@ -1,5 +1,5 @@
-"""How N processes share one run's data: a slice of every global batch, a block of the
-held-out set.
+"""How N processes share one run's data: a slice of every global batch, a block of each
+evaluation set (validation and test).
 
 Training: `recipe.batch_size` is the global batch (the examples one optimizer step sees).
 Rank r of N takes positions [r*b, (r+1)*b) of every global batch, b = global / N, so the N
@@ -7,7 +7,7 @@ ranks together see exactly the batches a one-process run sees, in the same order
 `norm.stats=device` each rank's slice is its BN batch, which is also what a one-process run
 with `norm.stats=ghost norm.ghost_size=b` normalizes over (tested).
 
-Evaluation: rank r evaluates a contiguous block of the held-out set, the blocks as equal as
+Evaluation: rank r evaluates a contiguous block of each evaluation set, the blocks as equal as
 they can be, so every example counts exactly once whatever N is (no padding, unlike
 DistributedSampler); torchmetrics sums the counts over ranks.
 """

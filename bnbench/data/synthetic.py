@@ -1,7 +1,10 @@
 """Random images and labels generated on the training device: throughput measurements only.
 
 Accuracy on this data means nothing; what it gives is images per second with the input
-pipeline out of the way (e.g. BN-Inception at 224x224 on a GPU, bf16, channels_last).
+pipeline out of the way (e.g. BN-Inception at 224x224 on a GPU, bf16, channels_last). Like every
+data module it offers two evaluation sets, [validation, test] (bnbench.keys.EVAL_SETS):
+`val_batches` and `eval_batches` batches, generated like the training batch from seeds of their
+own.
 """
 
 from __future__ import annotations
@@ -42,20 +45,21 @@ class RandomBatches(IterableDataset):
 
 class SyntheticDataModule(pl.LightningDataModule):
     def __init__(self, name: str, batch_size: int, in_shape: Sequence[int] = (3, 224, 224), num_classes: int = 1000,
-                 batches_per_epoch: int = 1000, eval_batches: int = 2, shuffle: str = "global", seed: int = 0,
-                 root: str | None = None):
+                 batches_per_epoch: int = 1000, eval_batches: int = 2, val_batches: int = 2, shuffle: str = "global",
+                 seed: int = 0, root: str | None = None):
         super().__init__()
         if batch_size < 1:
             raise ConfigError(f"data.batch_size must be >= 1, got {batch_size}")
         if shuffle not in MODES:
             raise ConfigError(f"shuffle mode must be one of {MODES}, got {shuffle!r}")
         for key, value in (("batches_per_epoch", batches_per_epoch), ("eval_batches", eval_batches),
-                           ("num_classes", num_classes)):
+                           ("val_batches", val_batches), ("num_classes", num_classes)):
             if value < 1:
                 raise ConfigError(f"data.{key} must be >= 1, got {value}")
         self.name, self.batch_size, self.in_shape = name, batch_size, tuple(in_shape)
         self.num_classes, self.channels = num_classes, self.in_shape[0]
-        self.batches_per_epoch, self.eval_batches, self.seed = batches_per_epoch, eval_batches, seed
+        self.batches_per_epoch, self.eval_batches, self.val_batches, self.seed = (batches_per_epoch, eval_batches,
+                                                                                  val_batches, seed)
 
     def setup(self, stage: str | None = None) -> None:
         """Nothing to load: batches are generated where they are used."""
@@ -74,10 +78,17 @@ class SyntheticDataModule(pl.LightningDataModule):
                                              self._device(), self.seed + offset), batch_size=None,
                                position=trained_batches(self), seed=self.seed)
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> list[DataLoader]:
+        """[validation, test]: each rank generates its own share of every batch (seed offset)."""
         b, offset = self._rank_batch()
-        return DataLoader(RandomBatches(self.in_shape, self.num_classes, b, self.eval_batches,
-                                        self._device(), self.seed + 1 + offset), batch_size=None)
+        return [DataLoader(RandomBatches(self.in_shape, self.num_classes, b, batches, self._device(),
+                                         self.seed + shift + offset), batch_size=None)
+                for batches, shift in ((self.val_batches, 2), (self.eval_batches, 1))]
+
+    def split_sizes(self) -> dict[str, int]:
+        """Examples of one training epoch, of validation and of test (global batches)."""
+        return {"train_size": self.batches_per_epoch * self.batch_size, "val_size": self.val_batches * self.batch_size,
+                "test_size": self.eval_batches * self.batch_size}
 
     def fixed_batch(self, n: int) -> torch.Tensor:
         return torch.rand((n, *self.in_shape), generator=torch.Generator().manual_seed(self.seed))

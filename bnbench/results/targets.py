@@ -2,9 +2,9 @@
 that reports and verdicts read (bnbench/report/summary.py, claims.py).
 
 **The accuracy series used for selection** (targets, steps-to-target, end and peak accuracy) is
-chosen in one place: `SELECTION` / `selection_curve`. Today it is the held-out accuracy of every
-evaluation, `curves["acc"]`; a run that also records a separate test series would name its
-validation series here, and nothing else changes.
+chosen in one place: `SELECTION` / `selection_curve`. It is the validation accuracy of every
+evaluation, `curves["acc"]` (a part of the training set held out: bnbench/data/split.py); the
+test accuracy beside it, `curves["test_acc"]`, is never selected on.
 
 **Robust statistics.** A single evaluation is noisy (on Fashion-MNIST, evaluations 250 steps
 apart on a plateau differ by a few tenths of a point), so no statistic here rests on one:
