@@ -149,6 +149,11 @@ class ShuffleConf:
 LOGGER_ON_UNREACHABLE = ("offline", "fail")
 LoggerOnUnreachable = _choice("LoggerOnUnreachable", LOGGER_ON_UNREACHABLE)
 
+# When an evaluation also covers the test set (bnbench.callbacks.tracker.RunTracker.wants_test):
+# only where the record reads it (a new best validation accuracy, the last evaluation), or always.
+TEST_AT = ("best", "every")
+TestAt = _choice("TestAt", TEST_AT)
+
 
 @dataclass
 class LoggerConf:
@@ -175,6 +180,7 @@ class RunConf:
     targets: list[float] = field(default_factory=list)
     threads: Optional[int] = bounded(None, 1, why="torch threads; null: torch's default")
     probe_batch: int = bounded(1000, 1, why="test images in the probe batch")
+    test_at: TestAt = TestAt["best"]
     max_loss: float = bounded(100.0, above=0, why="the loss above which a run counts as diverged")
     check_every: int = bounded(10, 1, why="steps between divergence checks")
     channels_last: bool = False

@@ -4,6 +4,7 @@ nn.Module passed in (bnbench.models), as Lightning's style guide keeps them apar
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import pytorch_lightning as pl
 import torch
@@ -49,6 +50,10 @@ class Classifier(pl.LightningModule):
         self.test_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
         self.diverged_at: int | None = None
         self.last_loss: torch.Tensor | None = None
+        # Whether this evaluation also covers the test set, asked once its validation accuracy
+        # is known (train.py sets RunTracker.wants_test); `tested` says what was decided.
+        self.test_gate: Callable[[float], bool] = lambda val_acc: True
+        self.tested = False
 
     def __setattr__(self, name: str, value) -> None:
         # Lightning sets bookkeeping attributes (`_current_fx_name`, ...) around each of the
@@ -93,8 +98,18 @@ class Classifier(pl.LightningModule):
             self.log(LR, self.lr_schedulers().get_last_lr()[0])
         return loss
 
+    def on_validation_epoch_start(self) -> None:
+        self.tested = False
+
     def validation_step(self, batch, batch_idx, dataloader_idx=0):
-        # the data modules' val_dataloader() lists [validation, test] (bnbench.keys.EVAL_SETS)
+        # the data modules' val_dataloader() lists [validation, test] (bnbench.keys.EVAL_SETS);
+        # Lightning runs them in turn, so the validation accuracy is complete when the test set
+        # starts (compute() sums it over ranks: every rank takes the same decision)
+        if dataloader_idx == 1:
+            if batch_idx == 0:
+                self.tested = self.test_gate(round(float(self.val_acc.compute()), 6))
+            if not self.tested:
+                return
         x, y = batch
         metric = (self.val_acc, self.test_acc)[dataloader_idx]
         metric.update(self.model(x), y)

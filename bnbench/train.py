@@ -308,7 +308,8 @@ def train_process(cfg: DictConfig, ctx: RunContext, plan: ProcessPlan) -> dict |
     probe = parts.datamodule.fixed_batch(cfg.run.probe_batch) if hasattr(model, "probe_point") and plan.is_zero else None
     bar = cfg.trainer.enable_progress_bar
     bar = sys.stderr.isatty() and plan.is_zero if bar is None else bar  # null: a bar on a terminal, else log lines
-    tracker = RunTracker(label, probe, progress_lines=not bar and plan.is_zero)
+    tracker = RunTracker(label, probe, progress_lines=not bar and plan.is_zero, test_at=cfg.run.test_at)
+    parts.system.test_gate = tracker.wants_test
     folder = checkpoint_dir(to_absolute_path(cfg.paths.checkpoints), run_dir.name)
     checkpointer = Checkpointer(folder, cfg.run.checkpoint.every_s, ctx.run_id)
     checkpointer.watch(lambda: tracker.train_s)

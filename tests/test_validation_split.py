@@ -132,6 +132,31 @@ def test_selection_reads_validation_where_validation_and_test_disagree(tiny_data
     assert selection_curve({"curves": tracker.curve}) == ([10, 20, 30, 40], [0.5, 0.9, 0.8, 0.7])
 
 
+def test_the_test_set_is_evaluated_where_the_record_reads_it(tmp_path, tiny_data):
+    """run.test_at=best evaluates the test set at each new best validation accuracy and at the
+    last evaluation, and gives the same record figures as test_at=every (the same run, the test
+    set evaluated at every evaluation): the validation curve, test_acc_at_best and final_test_acc
+    are equal, and the test accuracies it has are the ones `every` measured at those steps."""
+    proc = run_cli("train", "-m", f"data.root={tiny_data}", "experiment=mnist_bn", "trainer.max_steps=60",
+                   "run.eval_every=5", "recipe.lr=2.0", "logger=none", "run.test_at=best,every", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = {}
+    for path in records_under(tmp_path / "results"):
+        rec = json.loads(path.read_text())
+        at = next(o.split("=", 1)[1] for o in rec["overrides"] if o.startswith("run.test_at="))
+        runs[at] = rec, json.loads((path.parent / "curves.json").read_text())
+    (best, best_curves), (every, every_curves) = runs["best"], runs["every"]
+    assert best_curves["acc"] == every_curves["acc"] and None not in every_curves["test_acc"]
+    tested = [i for i, a in enumerate(best_curves["test_acc"]) if a is not None]
+    new_best = [i for i, a in enumerate(best_curves["acc"]) if all(a > b for b in best_curves["acc"][:i])]
+    last = len(best_curves["acc"]) - 1
+    assert tested == sorted({*new_best, last}) and len(tested) < last + 1  # some evaluations skipped it
+    for i in tested:
+        assert best_curves["test_acc"][i] == every_curves["test_acc"][i]
+    for key in ("best_acc", "best_step", "test_acc_at_best", "final_acc", "final_test_acc"):
+        assert best[key] == every[key], key
+
+
 def test_a_run_records_both_accuracies_and_selects_on_validation(tmp_path):
     """A real run on data whose test labels are all wrong (each shifted by one class): validation
     accuracy climbs, test accuracy cannot. Best step and steps to target come from validation;
@@ -150,7 +175,7 @@ def test_a_run_records_both_accuracies_and_selects_on_validation(tmp_path):
     best = curves["acc"].index(max(curves["acc"]))
     assert rec["best_acc"] == max(curves["acc"]) >= 0.9 and rec["best_step"] == curves["step"][best]
     assert rec["test_acc_at_best"] == curves["test_acc"][best] < 0.5
-    assert max(curves["test_acc"]) < 0.5  # on test, no step would have reached the target
+    assert max(a for a in curves["test_acc"] if a is not None) < 0.5  # on test, no step would have reached the target
     assert rec["steps_to_target"]["0.9"] is not None
     assert (rec["final_acc"], rec["final_test_acc"]) == (curves["acc"][-1], curves["test_acc"][-1])
     assert (rec["train_size"], rec["val_size"], rec["test_size"]) == (600, VAL_SIZE, 200)
