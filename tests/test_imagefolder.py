@@ -7,7 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from bnbench.data.imagefolder import EpochSampler, ImageFolderDataModule, random_resized_crop
+from bnbench.data.imagefolder import (EpochSampler, ImageFolderDataModule, crop_box, draft_for_crop,
+                                      random_resized_crop)
 from bnbench.data.ordering import epoch_order, shard_bounds
 from bnbench.errors import ConfigError, DataError
 
@@ -170,6 +171,70 @@ def test_random_resized_crop_size_and_fallback():
     for seed in range(5):
         out = random_resized_crop(img, 16, np.random.default_rng(seed))
         assert out.size == (16, 16) and out.mode == "RGB"
+
+
+def write_photo(path, size, seed):
+    """A smooth image (gradients and waves; a seeded phase) whose crops differ by where they are."""
+    w, h = size
+    y, x = np.mgrid[0:h, 0:w].astype(np.float64)
+    phase = np.random.default_rng(seed).uniform(0, 6.3)
+    pixels = np.stack([255 * x / w, 255 * y / h, 128 + 100 * np.sin(x / 37 + phase) * np.cos(y / 23)], -1)
+    Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(path, quality=95)
+
+
+@pytest.fixture
+def large_root(tmp_path):
+    """2 classes x 6 training JPEGs of 960x720 (crops of 64 px can be decoded at 1/2 to 1/8), 1 test each."""
+    for c in range(2):
+        for split, n in (("train", 6), ("val", 1)):
+            folder = tmp_path / split / f"n{c}"
+            folder.mkdir(parents=True)
+            for k in range(n):
+                write_photo(folder / f"img{k}.jpg", (960, 720), seed=10 * c + k)
+    return tmp_path
+
+
+def test_draft_for_crop_picks_the_largest_reduction_leaving_the_crop_size(tmp_path):
+    write_photo(tmp_path / "a.jpg", (960, 720), seed=0)
+    Image.open(tmp_path / "a.jpg").save(tmp_path / "a.png")
+    for box, scale, decoded in (((0, 0, 600, 500), 4, (240, 180)), ((10, 20, 140, 150), 2, (480, 360)),
+                                ((0, 0, 960, 720), 8, (120, 90)), ((5, 5, 105, 705), 1, (960, 720))):
+        with Image.open(tmp_path / "a.jpg") as img:
+            assert draft_for_crop(img, box, 64) == scale
+            assert img.convert("RGB").size == decoded
+    with Image.open(tmp_path / "a.png") as img:  # not a JPEG: decoded at full size
+        assert draft_for_crop(img, (0, 0, 960, 720), 64) == 1.0 and img.convert("RGB").size == (960, 720)
+    img = Image.open(tmp_path / "a.png").convert("RGB")  # random_resized_crop is crop_box, resized
+    box = crop_box(960, 720, np.random.default_rng(3))
+    assert random_resized_crop(img, 32, np.random.default_rng(3)) == img.resize((32, 32), Image.BILINEAR, box=box)
+
+
+def test_draft_keeps_the_crop_and_the_seeding(large_root):
+    """data.draft: the same box of the full image, per example and seed, resampled from a
+    reduced decode; deterministic per seed, whatever num_workers is."""
+    def batches(**kw):
+        dm = make(large_root, image_size=64, resize=72, batch_size=5, val_size=2, **kw)
+        return list(dm.train_dataloader())
+
+    full, drafted = batches(seed=3), batches(seed=3, draft=True)
+    reduced = 0
+    for (xf, yf), (xd, yd) in zip(full, drafted):
+        assert torch.equal(yf, yd) and xd.shape == xf.shape
+        assert (xd - xf).abs().mean(dim=(1, 2, 3)).max() < 0.02  # same box: pixels agree closely
+        reduced += int(not torch.equal(xd, xf))
+    assert reduced > 0  # some crops were decoded at reduced size
+    other = batches(seed=4, draft=True)[0][0]  # another box: far from the tolerance above
+    assert (other - full[0][0]).abs().mean(dim=(1, 2, 3)).min() > 0.05
+    again = batches(seed=3, draft=True)
+    workers = batches(seed=3, draft=True, num_workers=2)
+    for (x, y), (xa, ya), (xw, yw) in zip(drafted, again, workers):
+        assert torch.equal(x, xa) and torch.equal(y, ya) and torch.equal(x, xw) and torch.equal(y, yw)
+
+
+def test_draft_is_a_boolean(root):
+    with pytest.raises(ConfigError) as e:
+        make(root, draft="yes")
+    one_line(e, "data.draft", "yes")
 
 
 def one_line(excinfo, *parts):

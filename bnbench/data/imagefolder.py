@@ -15,9 +15,13 @@ rest; val/ (ImageNet's 50,000 labelled validation images: its test labels are no
 the test set, reported beside and never selected on.
 
 Training examples get a random-resized crop and a horizontal flip (the usual Inception
-preprocessing; the paper names neither). Photometric distortions (Sec. 4.2.1, modification
-7) are not applied here: the LightningModule applies them batched on the device. Evaluation
-resizes the shorter side and takes the center crop.
+preprocessing; the paper names neither). With `data.draft`, a JPEG whose crop box is at least
+twice the crop size each way is decoded at 1/2, 1/4 or 1/8 scale (libjpeg's DCT scaling, PIL's
+`Image.draft`) and the same box, scaled, is resized from that: the same crop of the full
+image, drawn from the same seed, resampled slightly differently (README, "Speed").
+Photometric distortions (Sec. 4.2.1, modification 7) are not applied here: the
+LightningModule applies them batched on the device. Evaluation resizes the shorter side and
+takes the center crop.
 
 The sorted training list is the "stored order": shuffle=shard reads contiguous shards of it
 in their stored order, as a sharded input pipeline does (Sec. 4.2.1, modification 6).
@@ -107,10 +111,10 @@ def locate_splits(name: str, root: str | None, install_hint: str) -> tuple[list[
 # --- Preprocessing (PIL in, float32 CHW in [0, 1] out) ------------------------------------
 
 
-def random_resized_crop(img: Image.Image, size: int, rng: np.random.Generator) -> Image.Image:
-    """A random crop of 8%-100% of the area and aspect ratio in [3/4, 4/3] (drawn
-    log-uniformly), resized to size x size; the center crop once CROP_TRIES draws miss."""
-    width, height = img.size
+def crop_box(width: int, height: int, rng: np.random.Generator) -> tuple[int, int, int, int]:
+    """The random-resized crop's box (left, top, right, bottom) in a width x height image: 8%-100%
+    of the area and aspect ratio in [3/4, 4/3] (drawn log-uniformly); the center crop once
+    CROP_TRIES draws miss."""
     area = width * height
     log_ratio = (math.log(CROP_RATIO[0]), math.log(CROP_RATIO[1]))
     for _ in range(CROP_TRIES):
@@ -130,7 +134,28 @@ def random_resized_crop(img: Image.Image, size: int, rng: np.random.Generator) -
         elif width / height > CROP_RATIO[1]:
             w = round(height * CROP_RATIO[1])
         left, top = (width - w) // 2, (height - h) // 2
-    return img.resize((size, size), Image.BILINEAR, box=(left, top, left + w, top + h))
+    return left, top, left + w, top + h
+
+
+def random_resized_crop(img: Image.Image, size: int, rng: np.random.Generator) -> Image.Image:
+    """A random crop (crop_box) resized to size x size."""
+    return img.resize((size, size), Image.BILINEAR, box=crop_box(*img.size, rng))
+
+
+def draft_for_crop(img: Image.Image, box: tuple[int, int, int, int], size: int) -> float:
+    """Before decoding: ask the JPEG decoder for the smallest of 1/8, 1/4, 1/2 scale that still
+    leaves `box` (full-image pixels) at least `size` pixels wide and high, so the crop is
+    still downsampled to size x size. Returns the factor the image will be reduced by (1: full
+    decode; also for non-JPEG files, which PIL decodes at full size)."""
+    w, h = box[2] - box[0], box[3] - box[1]
+    scale = next((s for s in (8, 4, 2) if w >= s * size and h >= s * size), 1)
+    if scale == 1:
+        return 1.0
+    width, height = img.size
+    # PIL picks the largest of 8, 4, 2, 1 <= min(width // request_w, height // request_h): this
+    # request makes that `scale` (width // (width // s) lies in [s, 2s)).
+    drafted = img.draft("RGB", (width // scale, height // scale))
+    return 1.0 if drafted is None else width / drafted[1][2]
 
 
 def resize_center_crop(img: Image.Image, resize: int, size: int) -> Image.Image:
@@ -163,10 +188,14 @@ class ImageFiles(Dataset):
     def __len__(self) -> int:
         return len(self.labels)
 
-    def load(self, i: int) -> Image.Image:
+    def load(self, i: int, before_decode=None) -> Image.Image:
+        """Image i as RGB; `before_decode(img)`, if given, sees the opened file first (its size
+        is known, nothing is decoded yet)."""
         path = self.split_dir / os.fsdecode(self.paths[i])
         try:
             with Image.open(path) as img:
+                if before_decode is not None:
+                    before_decode(img)
                 return img.convert("RGB")
         except (OSError, ValueError, Image.DecompressionBombError) as e:
             reason = " ".join(str(e).split()) or type(e).__name__
@@ -178,20 +207,38 @@ class TrainImages(ImageFiles):
 
     The random crop and flip of an example are drawn from a generator seeded with (seed,
     epoch, index), not from a worker's global RNG: the same seed gives the same batches
-    whatever data.num_workers is.
+    whatever data.num_workers is. The box is drawn from the file's full size before decoding,
+    so `draft` (reduced-size JPEG decoding, draft_for_crop) changes how it is resampled, not
+    which box it is.
     """
 
-    def __init__(self, split_dir: Path, paths: np.ndarray, labels: np.ndarray, image_size: int, seed: int):
+    def __init__(self, split_dir: Path, paths: np.ndarray, labels: np.ndarray, image_size: int, seed: int,
+                 draft: bool = False):
         super().__init__(split_dir, paths, labels)
-        self.image_size, self.seed = image_size, seed
+        self.image_size, self.seed, self.draft = image_size, seed, draft
 
     def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, int]:
+        img, label = self.example(key)
+        return to_tensor(img), label
+
+    def example(self, key: tuple[int, int]) -> tuple[Image.Image, int]:
+        """Training example `key` = (epoch, index), cropped and flipped, and its label."""
         epoch, i = key
         rng = np.random.default_rng([self.seed % 2**64, epoch, i])
-        img = random_resized_crop(self.load(i), self.image_size, rng)
+        box, scale = None, 1.0
+
+        def before_decode(img: Image.Image) -> None:
+            nonlocal box, scale
+            box = crop_box(*img.size, rng)
+            if self.draft:
+                scale = draft_for_crop(img, box, self.image_size)
+
+        img = self.load(i, before_decode)
+        size = (self.image_size, self.image_size)
+        img = img.resize(size, Image.BILINEAR, box=box if scale == 1 else tuple(c / scale for c in box))
         if rng.random() < 0.5:
             img = img.transpose(Image.FLIP_LEFT_RIGHT)
-        return to_tensor(img), int(self.labels[i])
+        return img, int(self.labels[i])
 
 
 class EvalImages(ImageFiles):
@@ -266,9 +313,12 @@ class ImageFolderDataModule(pl.LightningDataModule):
         install_hint: str = "",
         val_size: int = 10_000,
         val_seed: int = 0,
+        draft: bool = False,
     ):
         super().__init__()
         check_val_size(val_size, val_seed)
+        if not isinstance(draft, bool):
+            raise ConfigError(f"data.draft must be true or false, got {draft!r}")
         for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size),
                            ("image_size", image_size), ("num_shards", num_shards)):
             if value < 1:
@@ -282,7 +332,7 @@ class ImageFolderDataModule(pl.LightningDataModule):
         self.name, self.root = name, root
         self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
         self.image_size, self.resize = image_size, resize
-        self.shuffle, self.num_shards, self.seed = shuffle, num_shards, seed
+        self.shuffle, self.num_shards, self.seed, self.draft = shuffle, num_shards, seed, draft
 
         self.classes, self.dirs = locate_splits(name, root, install_hint)
         train_dir, test_dir = self.dirs["train"], self.dirs["val"]
@@ -307,7 +357,8 @@ class ImageFolderDataModule(pl.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is None:
-            self.train_set = TrainImages(self.dirs["train"], *self.train_files, self.image_size, self.seed)
+            self.train_set = TrainImages(self.dirs["train"], *self.train_files, self.image_size, self.seed,
+                                         self.draft)
             self.val_set = EvalImages(self.dirs["train"], *self.val_files, self.image_size, self.resize)
             self.test_set = EvalImages(self.dirs["val"], *self.test_files, self.image_size, self.resize)
 
