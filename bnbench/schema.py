@@ -2,7 +2,7 @@
 
 `conf/train.yaml` lists `train_schema` first in its defaults, so every group's YAML merges
 onto these dataclasses: a misspelt key, a string where a number belongs or a name outside a
-closed set (the Enums below: norm kind/impl/inference/stats, shuffle mode, logger kind/mode)
+closed set (the Enums below: norm kind/impl/inference/stats/kernel, shuffle mode, logger kind/mode)
 fails when the config is composed, not an hour into a run. What a type cannot say (ranges,
 keys added with `+key=`) is declared here too, as field metadata, and checked by
 `check_schema` before anything runs.
@@ -32,6 +32,7 @@ NORM_KINDS = ("none", "batch")
 NORM_IMPLS = ("torch", "bnbench")
 NORM_INFERENCE = ("ema", "population")
 NORM_STATS = ("device", "global", "ghost")
+NORM_KERNELS = ("fast", "reference", "compiled")
 SHUFFLE_MODES = ("shard", "within_shard", "global")
 LOGGER_KINDS = ("wandb", "none")
 LOGGER_MODES = ("offline", "online", "disabled")
@@ -61,6 +62,7 @@ NormKind = _choice("NormKind", NORM_KINDS)
 NormImpl = _choice("NormImpl", NORM_IMPLS)
 NormInference = _choice("NormInference", NORM_INFERENCE)
 NormStats = _choice("NormStats", NORM_STATS)
+NormKernel = _choice("NormKernel", NORM_KERNELS)
 ShuffleMode = _choice("ShuffleMode", SHUFFLE_MODES)
 LoggerKind = _choice("LoggerKind", LOGGER_KINDS)
 LoggerMode = _choice("LoggerMode", LOGGER_MODES)
@@ -117,6 +119,7 @@ class NormConf:
     population_batches: int = bounded(100, 1, why="training batches for the population statistics")
     stats: NormStats = NormStats["device"]  # which values BN normalizes over (conf/norm/batch.yaml)
     ghost_size: Optional[int] = None  # examples per ghost batch, only with stats=ghost
+    kernel: NormKernel = NormKernel["fast"]  # implementation of the own BN's training step (conf/norm/batch.yaml)
 
 
 # The seven modifications of Sec. 4.2.1: a state or a factor each, read in bnbench/recipe.py.

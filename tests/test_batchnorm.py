@@ -120,16 +120,18 @@ def test_cumulative_average_with_momentum_none():
     assert_close(bn.running_var, xs.var(1, unbiased=True).mean(0))
 
 
-def test_training_under_autocast_like_torch():
+@pytest.mark.parametrize("kernel", ["fast", "reference"])
+def test_training_under_autocast_like_torch(kernel):
     """Under autocast (trainer.precision=bf16-mixed) the input is bf16; the buffers stay float32."""
     torch.manual_seed(8)
     linear, x = nn.Linear(4, C), torch.randn(16, 4)
-    ours, ref = BatchNorm(C), nn.BatchNorm1d(C)
+    ours, ref = BatchNorm(C, kernel=kernel), nn.BatchNorm1d(C)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         h = linear(x)
         assert h.dtype == torch.bfloat16  # the premise: a low-precision input from the layer before
         y_ref = ref(h)
         y = ours(h)
+    assert y.dtype == torch.bfloat16  # the input's dtype, as torch's BN gives
     assert_close(y.float(), y_ref.float(), rtol=0.05, atol=0.05)
     assert_close(ours.running_mean, ref.running_mean, rtol=0.02, atol=0.02)
     assert_close(ours.running_var, ref.running_var, rtol=0.02, atol=0.02)
@@ -404,3 +406,157 @@ def test_create_norm_rejects_bad_eps(eps):
 def test_create_norm_rejects_null_momentum():
     with pytest.raises(ConfigError, match="norm.momentum"):
         create_norm("batch", momentum=None)
+
+
+# --------------------------------------------------------------------------- kernels: fast, compiled
+
+
+def kernel_step(kernel: str, x: torch.Tensor, upstream: torch.Tensor, momentum=0.1, seed=0, steps=2, **kwargs):
+    """Training steps of an own BN layer (float32 parameters, non-trivial gamma/beta) with `kernel`:
+    the last output, the gradients of x, gamma and beta, and the running statistics."""
+    bn = BatchNorm(x.shape[1], momentum=momentum, kernel=kernel, **kwargs)
+    if x.dtype == torch.float64:
+        bn.double()
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        bn.weight.copy_(torch.rand(bn.num_features, generator=g) + 0.5)
+        bn.bias.copy_(torch.randn(bn.num_features, generator=g))
+    x = x.detach().clone().requires_grad_(x.requires_grad)
+    for _ in range(steps):
+        bn.zero_grad()
+        x.grad = None
+        y = bn(x)
+        y.backward(upstream)
+    return dict(y=y.detach(), dx=x.grad, dgamma=bn.weight.grad, dbeta=bn.bias.grad, running_mean=bn.running_mean,
+                running_var=bn.running_var, steps=bn.num_batches_tracked.item())
+
+
+KERNEL_SHAPES = {"NC": (16, 5), "NCL": (4, 5, 7), "NCHW": (4, 5, 3, 6)}
+
+
+@pytest.mark.parametrize("momentum", [0.1, None])
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("shape", KERNEL_SHAPES.values(), ids=KERNEL_SHAPES.keys())
+def test_fast_kernel_matches_the_reference(shape, dtype, momentum):
+    """The default kernel ("fast") gives Alg. 1's results: float64 to rounding, float32 to float noise."""
+    torch.manual_seed(10)
+    view = (1, shape[1]) + (1,) * (len(shape) - 2)
+    offset = torch.tensor([0.0, -3.0, 1e3, 5.0, 0.5], dtype=dtype).view(view)  # one feature far from 0
+    x = (torch.randn(shape, dtype=dtype) * 2 + offset).requires_grad_()
+    upstream = torch.randn(shape, dtype=dtype)
+    fast, ref = kernel_step("fast", x, upstream, momentum), kernel_step("reference", x, upstream, momentum)
+    assert fast["y"].dtype == dtype and fast["dx"].dtype == dtype
+    tolerance = dict(rtol=1e-10, atol=1e-10) if dtype == torch.float64 else dict(rtol=1e-4, atol=1e-4)
+    for key in ("y", "dx", "dgamma", "dbeta", "running_mean", "running_var"):
+        assert_close(fast[key], ref[key], **tolerance, msg=key)
+    assert fast["steps"] == ref["steps"] == 2
+
+
+@pytest.mark.parametrize("shape", KERNEL_SHAPES.values(), ids=KERNEL_SHAPES.keys())
+def test_fast_kernel_with_bfloat16_input_matches_torch(shape):
+    """A bf16 input with float32 parameters and statistics (as under autocast): statistics in float32,
+    the output and dx in bf16, like torch.nn.BatchNorm (the reference would compute var_mean in bf16)."""
+    torch.manual_seed(11)
+    x = (torch.randn(shape) * 3 + 2).to(torch.bfloat16).requires_grad_()
+    upstream = torch.randn(shape).to(torch.bfloat16)
+    ours = kernel_step("fast", x, upstream, steps=1)
+    ref_bn = torch_bn_class(shape)(shape[1]) if len(shape) != 3 else nn.BatchNorm1d(shape[1])
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        ref_bn.weight.copy_(torch.rand(shape[1], generator=g) + 0.5)
+        ref_bn.bias.copy_(torch.randn(shape[1], generator=g))
+    x_ref = x.detach().clone().requires_grad_()
+    y_ref = ref_bn(x_ref)
+    y_ref.backward(upstream)
+    assert ours["y"].dtype == ours["dx"].dtype == torch.bfloat16 and y_ref.dtype == torch.bfloat16
+    assert_close(ours["y"].float(), y_ref.float(), rtol=0.02, atol=0.02)
+    assert_close(ours["dx"].float(), x_ref.grad.float(), rtol=0.02, atol=0.02)
+    assert_close(ours["dgamma"], ref_bn.weight.grad, rtol=0.02, atol=0.05)
+    assert_close(ours["dbeta"], ref_bn.bias.grad, rtol=0.02, atol=0.05)
+    assert_close(ours["running_mean"], ref_bn.running_mean, rtol=1e-3, atol=1e-3)
+    assert_close(ours["running_var"], ref_bn.running_var, rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("kernel", ["fast", "reference"])
+def test_kernels_on_non_contiguous_input_and_frozen_parts(kernel):
+    """channels_last and transposed inputs; an input that needs no gradient; frozen gamma/beta."""
+    torch.manual_seed(12)
+    x = torch.randn(4, 5, 3, 6, dtype=torch.float64)
+    upstream = torch.randn(4, 5, 3, 6, dtype=torch.float64)
+    contiguous = kernel_step("reference", x.requires_grad_(), upstream)
+    channels_last = kernel_step(kernel, x.to(memory_format=torch.channels_last).requires_grad_(), upstream)
+    for key in ("y", "dx", "dgamma", "dbeta", "running_mean", "running_var"):
+        assert_close(channels_last[key], contiguous[key], rtol=1e-10, atol=1e-10, msg=key)
+
+    x2 = torch.randn(5, 16, dtype=torch.float64).t()  # (16, 5), not contiguous
+    up2 = torch.randn(16, 5, dtype=torch.float64)
+    transposed, contiguous2 = kernel_step(kernel, x2.requires_grad_(), up2), kernel_step("reference", x2.contiguous(), up2)
+    for key in ("y", "dx", "dgamma", "dbeta", "running_mean", "running_var"):
+        assert_close(transposed[key], contiguous2[key], rtol=1e-10, atol=1e-10, msg=key)
+
+    no_grad_input = kernel_step(kernel, x.detach(), upstream)
+    assert no_grad_input["dx"] is None
+    assert_close(no_grad_input["dgamma"], contiguous["dgamma"], rtol=1e-10, atol=1e-10)
+    bn = BatchNorm(5, kernel=kernel).double().requires_grad_(False)
+    xg = x.detach().requires_grad_()
+    bn(xg).backward(upstream)
+    assert xg.grad is not None and bn.weight.grad is None
+
+
+def test_eval_keeps_the_input_dtype():
+    """Inference under autocast: a bf16 input gives a bf16 output, computed in float32 (as torch does)."""
+    torch.manual_seed(13)
+    ours, ref = BatchNorm(C), nn.BatchNorm1d(C)
+    ours(torch.randn(16, C) * 2 + 1), ref(torch.randn(16, C))
+    ref.load_state_dict(ours.state_dict())
+    ours.eval(), ref.eval()
+    x = torch.randn(8, C).to(torch.bfloat16)
+    y = ours(x)
+    assert y.dtype == torch.bfloat16
+    assert_close(y, ref(x), rtol=0.01, atol=0.01)
+
+
+def test_unknown_kernel_raises():
+    with pytest.raises(ValueError, match="kernel"):
+        BatchNorm(C, kernel="triton")
+
+
+def test_compiled_kernel_falls_back_to_fast_when_torch_compile_fails(monkeypatch):
+    """Without a working torch.compile (no C++ compiler, say) kernel='compiled' warns and runs 'fast'."""
+    import torch._dynamo.exc
+
+    from bnbench.nn import batchnorm
+
+    def broken_compile(fn, **_):
+        def compiled(*args):
+            raise torch._dynamo.exc.BackendCompilerFailed(broken_compile, RuntimeError("no C++ compiler"), None)
+        return compiled
+
+    monkeypatch.setattr(batchnorm, "_COMPILED", {})
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    torch.manual_seed(14)
+    x, upstream = torch.randn(6, 4, 5, dtype=torch.float64).requires_grad_(), torch.randn(6, 4, 5, dtype=torch.float64)
+    with pytest.warns(RuntimeWarning, match="no C.. compiler"):
+        compiled = kernel_step("compiled", x, upstream)
+    fast = kernel_step("fast", x, upstream)
+    for key in ("y", "dx", "dgamma", "dbeta", "running_mean", "running_var"):
+        assert torch.equal(compiled[key], fast[key]), key
+
+
+def test_compiled_kernel_matches_the_reference():
+    """torch.compile of the fast kernel: the reference's results, 2-d and 4-d, and after a change of batch size
+    (~10 s: Inductor compiles each graph once per process, then shapes become dynamic)."""
+    from bnbench.nn import batchnorm
+
+    try:
+        torch.compile(lambda t: t * 2)(torch.ones(2))
+    except Exception as err:  # noqa: BLE001 -- any failure: no compiled kernel on this machine
+        pytest.skip(f"torch.compile does not work here: {err}")
+    torch.manual_seed(15)
+    for shape in [(16, 5), (4, 5, 3, 6), (6, 5, 3, 6)]:
+        x = (torch.randn(shape) * 2 + 1).requires_grad_()
+        upstream = torch.randn(shape)
+        compiled, ref = kernel_step("compiled", x, upstream), kernel_step("reference", x, upstream)
+        for key in ("y", "dx", "dgamma", "dbeta", "running_mean", "running_var"):
+            assert_close(compiled[key], ref[key], rtol=1e-4, atol=1e-4, msg=f"{shape} {key}")
+    assert all(batchnorm._COMPILED[k] is not k for k in (batchnorm._fast_forward, batchnorm._fast_backward))

@@ -58,10 +58,10 @@ def make_batches(shape, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
              torch.randn(shape, generator=g, dtype=torch.float64)) for k in range(ITERS)]
 
 
-def make_bn(stats: str = "device", ghost_size=None, process_group=None) -> BatchNorm:
+def make_bn(stats: str = "device", ghost_size=None, process_group=None, kernel: str = "fast") -> BatchNorm:
     """An own BN layer in float64 with non-trivial gamma and beta (the same in every process)."""
     bn = BatchNorm(C, eps=EPS, momentum=MOMENTUM, stats=stats, ghost_size=ghost_size,
-                   process_group=process_group).double()
+                   process_group=process_group, kernel=kernel).double()
     g = torch.Generator().manual_seed(123)
     with torch.no_grad():
         bn.weight.copy_(torch.rand(C, generator=g, dtype=torch.float64) + 0.5)
@@ -108,6 +108,8 @@ def _worker(rank: int, port: int, folder: str) -> None:
         out = {}
         for name, case in inputs.items():
             out[f"global/{name}"] = run_iterations(make_bn("global"), case["batches"], case["uneven"], rank)
+            out[f"global/{name}/reference"] = run_iterations(make_bn("global", kernel="reference"), case["batches"],
+                                                             case["uneven"], rank)
             out[f"device/{name}"] = run_iterations(make_bn("device"), case["batches"], case["even"], rank)
         group = dist.new_group(list(range(WORLD)))
         out["global_group/NC"] = run_iterations(make_bn("global", process_group=group), inputs["NC"]["batches"],
@@ -161,11 +163,13 @@ def check_rank_slices(ranks, key, reference, splits):
 # --------------------------------------------------------------------------- global
 
 
-@pytest.mark.parametrize("key", ["global/NC", "global/NCHW", "global_group/NC"])
+@pytest.mark.parametrize("key", ["global/NC", "global/NCHW", "global_group/NC", "global/NC/reference",
+                                 "global/NCHW/reference"])
 def test_global_two_processes_equal_one_process_on_the_whole_batch(ranks, inputs, key):
     case = inputs[key.split("/")[1]]
     n = len(case["batches"][0][0])
-    reference = run_iterations(make_bn("device"), case["batches"], [[n]] * ITERS)
+    kernel = "reference" if key.endswith("/reference") else "fast"  # the same rounding as the ranks'
+    reference = run_iterations(make_bn("device", kernel=kernel), case["batches"], [[n]] * ITERS)
     check_rank_slices(ranks, key, reference, case["uneven"])
     for it, ref in enumerate(reference):
         # gamma/beta: each rank returns its own contribution (DDP then averages them); their SUM
@@ -208,12 +212,13 @@ def test_global_with_world_size_one_is_device(inputs, tmp_path):
 # --------------------------------------------------------------------------- ghost
 
 
+@pytest.mark.parametrize("kernel", ["fast", "reference"])
 @pytest.mark.parametrize("name", SHAPES)
-def test_ghost_in_one_process_equals_device_in_two(ranks, inputs, name):
+def test_ghost_in_one_process_equals_device_in_two(ranks, inputs, name, kernel):
     """ghost_size = b/2 on the whole batch b is what two DDP ranks with b/2 each compute."""
     case = inputs[name]
     n = len(case["batches"][0][0])
-    ghost = run_iterations(make_bn("ghost", ghost_size=n // 2), case["batches"], [[n]] * ITERS)
+    ghost = run_iterations(make_bn("ghost", ghost_size=n // 2, kernel=kernel), case["batches"], [[n]] * ITERS)
     key = f"device/{name}"
     check_rank_slices(ranks, key, ghost, case["even"])
     for it, ref in enumerate(ghost):
@@ -228,12 +233,13 @@ def test_ghost_in_one_process_equals_device_in_two(ranks, inputs, name):
     assert not torch.allclose(ranks[0][key][-1]["running_mean"], ranks[1][key][-1]["running_mean"])
 
 
+@pytest.mark.parametrize("kernel", ["fast", "reference"])
 @pytest.mark.parametrize("shape,ghost_size", [((12, C), 4), ((12, C), 12), ((6, C, 3, 4), 2), ((6, C, 3, 4), 3)])
-def test_ghost_matches_functional_batch_norm_per_chunk(shape, ghost_size):
+def test_ghost_matches_functional_batch_norm_per_chunk(shape, ghost_size, kernel):
     g = torch.Generator().manual_seed(5)
     x = (torch.randn(shape, generator=g, dtype=torch.float64) * 2 + 1).requires_grad_()
     w = torch.randn(shape, generator=g, dtype=torch.float64)
-    bn = make_bn("ghost", ghost_size=ghost_size)
+    bn = make_bn("ghost", ghost_size=ghost_size, kernel=kernel)
     (bn(x) * w).sum().backward()
     y = bn(x.detach())  # the same forward again, for the output
 
@@ -255,11 +261,12 @@ def ghost_statistics(x: torch.Tensor, ghost_size: int) -> tuple[torch.Tensor, to
     return per.mean(2), per.var(2, unbiased=True)
 
 
+@pytest.mark.parametrize("kernel", ["fast", "reference"])
 @pytest.mark.parametrize("shape,ghost_size", [((12, C), 3), ((6, C, 3, 4), 2)])
-def test_ghost_running_statistics_average_the_ghost_batches(shape, ghost_size):
+def test_ghost_running_statistics_average_the_ghost_batches(shape, ghost_size, kernel):
     """running <- (1 - momentum) running + momentum * mean over ghost batches of (mu_B, m/(m-1) var_B)."""
     g = torch.Generator().manual_seed(6)
-    bn = make_bn("ghost", ghost_size=ghost_size)
+    bn = make_bn("ghost", ghost_size=ghost_size, kernel=kernel)
     mean, var = torch.zeros(C, dtype=torch.float64), torch.ones(C, dtype=torch.float64)
     for k in range(3):
         x = torch.randn(shape, generator=g, dtype=torch.float64) * (k + 1) + k

@@ -106,11 +106,11 @@ def test_user_can_override_trainer_keys():
 def test_schema_choices_are_the_names_the_code_knows():
     from bnbench import schema
     from bnbench.data.ordering import MODES
-    from bnbench.nn.batchnorm import STATS
+    from bnbench.nn.batchnorm import KERNELS, STATS
     from bnbench.nn.norm import IMPLS, INFERENCE, KINDS
 
-    assert (schema.NORM_KINDS, schema.NORM_IMPLS, schema.NORM_INFERENCE, schema.NORM_STATS, schema.SHUFFLE_MODES) == (
-        KINDS, IMPLS, INFERENCE, STATS, MODES)
+    assert (schema.NORM_KINDS, schema.NORM_IMPLS, schema.NORM_INFERENCE, schema.NORM_STATS, schema.SHUFFLE_MODES,
+            schema.NORM_KERNELS) == (KINDS, IMPLS, INFERENCE, STATS, MODES, KERNELS)
     for enum, names in ((schema.NormStats, STATS), (schema.ShuffleMode, MODES), (schema.LoggerMode, schema.LOGGER_MODES)):
         assert tuple(enum.__members__) == names and all(enum[n] == n and f"{enum[n]}" == n for n in names)
 
@@ -127,3 +127,17 @@ def test_composed_choices_read_as_plain_names(tiny_data):
     assert json.loads(json.dumps(resolved))["norm"] == {**resolved["norm"]} and \
         json.dumps(resolved["shuffle"]) == '{"mode": "within_shard"}'
     assert OmegaConf.to_yaml(cfg.norm).startswith("kind: batch\nimpl: torch\n")
+
+
+def test_norm_kernel_reaches_the_own_bn_and_is_checked():
+    """norm.kernel (conf/norm/batch.yaml): the own BN's implementation; a closed set; bnbench's BN only."""
+    from bnbench.errors import ConfigError
+    from bnbench.nn.norm import create_norm
+
+    assert compose(["norm=batch"]).norm.kernel == "fast"
+    layer = create_norm(**compose(["norm=batch", "norm.impl=bnbench", "norm.kernel=reference"]).norm)(7, True)
+    assert layer.kernel == "reference"
+    with pytest.raises(HydraException, match="norm.kernel=triton"):
+        compose(["norm=batch", "norm.impl=bnbench", "norm.kernel=triton"])
+    with pytest.raises(ConfigError, match="norm.kernel=compiled.*norm.impl=bnbench"):
+        create_norm(**compose(["norm=batch", "norm.kernel=compiled"]).norm)

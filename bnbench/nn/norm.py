@@ -13,7 +13,7 @@ from enum import Enum
 from torch import nn
 
 from bnbench.errors import ConfigError
-from bnbench.nn.batchnorm import STATS, BatchNorm
+from bnbench.nn.batchnorm import KERNELS, STATS, BatchNorm
 
 NormLayer = Callable[[int, bool], nn.Module]
 KINDS = ("none", "batch")
@@ -28,7 +28,7 @@ def _name(value):
 
 def create_norm(kind: str, impl: str = "torch", eps: float = 1e-5, momentum: float = 0.1,
                 stats: str = "device", ghost_size: int | None = None, inference: str = "ema",
-                **_) -> NormLayer | None:
+                kernel: str = "fast", **_) -> NormLayer | None:
     """A factory for the layers of `norm.kind` (none | batch), or None for no normalization.
 
     `stats` (device | global | ghost, with `ghost_size` for ghost) picks the values BN
@@ -37,9 +37,9 @@ def create_norm(kind: str, impl: str = "torch", eps: float = 1e-5, momentum: flo
     for kind=batch (kind=none has no statistics). `inference` and `population_batches` are
     used by the training entry point, not here.
     """
-    kind, impl, stats, inference = _name(kind), _name(impl), _name(stats), _name(inference)
+    kind, impl, stats, inference, kernel = _name(kind), _name(impl), _name(stats), _name(inference), _name(kernel)
     for key, value, known in (("kind", kind, KINDS), ("impl", impl, IMPLS), ("inference", inference, INFERENCE),
-                              ("stats", stats, STATS)):
+                              ("stats", stats, STATS), ("kernel", kernel, KERNELS)):
         if value not in known:
             raise ConfigError(f"norm.{key} must be one of {', '.join(known)}, got {value!r}")
     if kind == "none":
@@ -59,10 +59,14 @@ def create_norm(kind: str, impl: str = "torch", eps: float = 1e-5, momentum: flo
     if stats != "device" and impl != "bnbench":
         raise ConfigError(f"norm.stats={stats} is implemented by bnbench's own BN only: set norm.impl=bnbench "
                           f"(got norm.impl={impl})")
+    if kernel != "fast" and impl != "bnbench":
+        raise ConfigError(f"norm.kernel={kernel} picks a kernel of bnbench's own BN: set norm.impl=bnbench "
+                          f"(got norm.impl={impl})")
 
     def norm_layer(num_features: int, spatial: bool = False) -> nn.Module:
         if impl == "bnbench":
-            return BatchNorm(num_features, eps=eps, momentum=momentum, stats=stats, ghost_size=ghost_size)
+            return BatchNorm(num_features, eps=eps, momentum=momentum, stats=stats, ghost_size=ghost_size,
+                             kernel=kernel)
         cls = nn.BatchNorm2d if spatial else nn.BatchNorm1d
         return cls(num_features, eps=eps, momentum=momentum)
 

@@ -33,21 +33,85 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-@pytest.mark.parametrize("shape", [(60, 100), (32, 64, 7, 7)], ids=["mlp_60x100", "conv_32x64x7x7"])
-def test_bn_layer_forward_backward(benchmark, shape):
-    """bnbench's own BatchNorm (Alg. 1 written out) against torch's fused kernel, training mode."""
+BN_SHAPES = {"mlp_60x100": (60, 100), "conv_32x64x7x7": (32, 64, 7, 7)}
+BN_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+# train: forward + backward on batch statistics (Alg. 1); eval: forward + backward through the fixed
+# affine map (frozen statistics, as in fine-tuning); infer: the forward alone under no_grad (Alg. 2).
+BN_MODES = ("train", "eval", "infer")
+
+
+def report_against(benchmark, title: str, medians: dict[str, float], reference: str = "torch") -> None:
+    """Like `report`, with every candidate's ratio to `reference`."""
+    ratios = {k: v / medians[reference] for k, v in medians.items() if k != reference}
+    benchmark.extra_info.update({f"median_{k}_s": v for k, v in medians.items()})
+    benchmark.extra_info.update({f"ratio_{k}_over_{reference}": r for k, r in ratios.items()})
+    parts = ", ".join(f"{k} {v * 1e6:.1f} us" for k, v in medians.items())
+    print(f"\n[bench] {title}: {parts}; " + ", ".join(f"{k}/{reference} = {r:.2f}" for k, r in ratios.items()))
+
+
+@pytest.mark.parametrize("mode", BN_MODES)
+@pytest.mark.parametrize("dtype", BN_DTYPES.values(), ids=BN_DTYPES.keys())
+@pytest.mark.parametrize("shape", BN_SHAPES.values(), ids=BN_SHAPES.keys())
+def test_bn_layer(benchmark, shape, dtype, mode):
+    """bnbench's own BatchNorm against torch's nn.BatchNorm1d/2d, one layer: each kernel of the own
+    BN (bnbench/nn/batchnorm.py: fast, the default; reference, Alg. 1 line by line; compiled, in
+    training only, compiled before the timing, dynamic shapes) side by side with torch's. bf16:
+    the input is bf16, the parameters and statistics float32, as under autocast. Small timing
+    blocks (~0.1-1 ms): on a loaded machine a long block is preempted more often than a short one,
+    which skews the ratios against the slower candidate."""
     torch.manual_seed(0)
-    x = torch.randn(shape, requires_grad=True)
-    grad = torch.randn(shape)
-    ours = BatchNorm(shape[1])
-    theirs = (nn.BatchNorm1d if len(shape) == 2 else nn.BatchNorm2d)(shape[1])
+    x = torch.randn(shape, dtype=dtype, requires_grad=mode != "infer")
+    grad = torch.randn(shape, dtype=dtype)
+    kernels = ("fast", "reference", "compiled") if mode == "train" else ("fast", "reference")
+    layers = {k: BatchNorm(shape[1], kernel=k) for k in kernels}
+    layers["torch"] = (nn.BatchNorm1d if len(shape) == 2 else nn.BatchNorm2d)(shape[1])
+    for layer in layers.values():
+        layer.train(mode == "train")
 
     def step(layer):
-        layer(x).backward(grad)
+        if mode == "infer":
+            with torch.no_grad():
+                layer(x)
+        else:
+            layer(x).backward(grad)
 
-    medians = side_by_side({"bnbench": lambda: step(ours), "torch": lambda: step(theirs)}, rounds=40, inner=50)
-    report(benchmark, f"BN forward+backward {shape}", medians)
-    benchmark(step, ours)
+    for layer in layers.values():  # warm-up; for "compiled" also its compilation
+        step(layer), step(layer)
+    inner = 10 if len(shape) == 2 else 2
+    medians = side_by_side({k: (lambda layer=layer: step(layer)) for k, layer in layers.items()}, rounds=150,
+                           inner=inner)
+    what = "forward (no grad)" if mode == "infer" else "forward+backward"
+    report_against(benchmark, f"BN {mode} {what} {tuple(shape)} {str(dtype)[6:]}", medians)
+    benchmark.pedantic(step, args=(layers["fast"],), rounds=20, iterations=inner)
+
+
+@pytest.mark.parametrize("dtype", BN_DTYPES.values(), ids=BN_DTYPES.keys())
+@pytest.mark.parametrize("shape", BN_SHAPES.values(), ids=BN_SHAPES.keys())
+def test_bn_compiled_kernel_compile_time(benchmark, shape, dtype):
+    """What BatchNorm(kernel="compiled") costs before it runs: its first training step (forward and
+    backward graphs compiled, with dynamic shapes), then steps with two other batch sizes (no
+    recompilation expected). In a fresh dynamo state; Inductor's on-disk cache
+    (TORCHINDUCTOR_CACHE_DIR) may still hold kernels from an earlier run: delete it for a cold figure."""
+    import time
+
+    import torch._dynamo
+
+    from bnbench.nn import batchnorm
+
+    torch._dynamo.reset()
+    batchnorm._COMPILED.clear()
+    layer = BatchNorm(shape[1], kernel="compiled")
+    seconds = []
+    for n in (shape[0], shape[0] // 2, shape[0] // 4):
+        x = torch.randn((n, *shape[1:]), dtype=dtype, requires_grad=True)
+        t = time.perf_counter()
+        layer(x).backward(torch.randn_like(x))
+        seconds.append(time.perf_counter() - t)
+    benchmark.extra_info.update({"first_step_s": seconds[0], "new_batch_size_s": seconds[1],
+                                 "third_batch_size_s": seconds[2]})
+    print(f"\n[bench] BN kernel=compiled {tuple(shape)} {str(dtype)[6:]}: first step {seconds[0]:.1f} s, "
+          f"another batch size {seconds[1]:.2f} s, a third {seconds[2]:.2f} s")
+    benchmark.pedantic(lambda: None, rounds=1, iterations=1)
 
 
 def paper_mlp_parts(steps: int):
