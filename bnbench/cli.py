@@ -15,6 +15,7 @@ Tab completion: eval "$(bnbench train -sc install=bash)" (zsh: the same after
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import sys
@@ -159,9 +160,9 @@ def _sweep_jobs(overrides: list[str]) -> list[list[str]]:
     list. Parsed by Hydra's own override parser."""
     import itertools
 
-    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from bnbench.overrides import parse
 
-    parsed = OverridesParser.create().parse_overrides(overrides)
+    parsed = [parse(o) for o in overrides]
     if any(o.key_or_group.startswith("hydra/sweeper") or o.key_or_group.startswith("hydra.sweeper") for o in parsed):
         return []  # another sweeper decides the jobs (e.g. the study sweeper checks them itself)
     options = [[f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()] if o.is_sweep_override()
@@ -277,7 +278,9 @@ def cmd_study(argv: list[str]) -> int:
         what = f"unknown option {argv[0]!r}" if argv else "a study name is needed"
         raise ConfigError(f"bnbench study: {what} (studies: {', '.join(available()) or 'none'}; "
                           "bnbench study --help says more)")
-    from bnbench.study.spec import launch_of, load_study, override_key
+    from bnbench.overrides import value_of
+    from bnbench.results.store import USER_OVERRIDES_ENV
+    from bnbench.study.spec import launch_of, load_study
     from bnbench.train import check_writable
 
     overrides = argv[1:]
@@ -285,10 +288,13 @@ def cmd_study(argv: list[str]) -> int:
     spec = load_study(argv[0])
     launch = launch_of(overrides)  # study.launch=<an earlier launch> relaunches it
     # the report is written after every job has run: check its folder first
-    reports = [o.split("=", 1)[1] for o in overrides if override_key(o) == "paths.reports"]
-    check_writable(reports[-1] if reports else "reports", "paths.reports")
-    _run_hydra(["-m", "hydra/sweeper=study", f"hydra.sweeper.study={spec.path}", *STUDY_DEFAULTS,
-                f"study.name={spec.name}", f"study.launch={launch}", *overrides], preflight=False)
+    check_writable(str(value_of(overrides, "paths.reports", "reports")), "paths.reports")
+    os.environ[USER_OVERRIDES_ENV] = json.dumps(overrides)  # the sweeper keeps them in study.json
+    try:
+        _run_hydra(["-m", "hydra/sweeper=study", f"hydra.sweeper.study={spec.path}", *STUDY_DEFAULTS,
+                    f"study.name={spec.name}", f"study.launch={launch}", *overrides], preflight=False)
+    finally:
+        os.environ.pop(USER_OVERRIDES_ENV, None)
     cmd_report([spec.name, "--launch", launch, *_paths_args(overrides)])
     return _failed_jobs(spec.name, launch, overrides)
 
@@ -296,9 +302,10 @@ def cmd_study(argv: list[str]) -> int:
 def _failed_jobs(study: str, launch: str, overrides: list[str]) -> int:
     """1 if any job of the launch failed (its record says so, or it left none), else 0.
     Diverged runs are outcomes, not failures."""
+    from bnbench.overrides import value_of
     from bnbench.results.store import STUDY, read_json
 
-    results = next((o.split("=", 1)[1] for o in overrides if o.startswith("paths.results=")), "results")
+    results = str(value_of(overrides, "paths.results", "results"))
     meta = read_json(Path(results) / study / launch / STUDY)
     if meta.get("failed_jobs"):
         print(f"bnbench: {len(meta['failed_jobs'])} of {len(meta['jobs'])} jobs failed; see the report and "
@@ -309,16 +316,20 @@ def _failed_jobs(study: str, launch: str, overrides: list[str]) -> int:
 
 def _paths_args(overrides: list[str]) -> list[str]:
     """Carry paths.results / paths.reports overrides from a study to its report."""
+    from bnbench.overrides import value_of
+
     out = []
-    for o in overrides:
-        for key, flag in (("paths.results=", "--results"), ("paths.reports=", "--out-root")):
-            if o.startswith(key):
-                out += [flag, o[len(key):]]
+    for key, flag in (("paths.results", "--results"), ("paths.reports", "--out-root")):
+        value = value_of(overrides, key)
+        if value is not None:
+            out += [flag, str(value)]
     return out
 
 
 def cmd_report(argv: list[str]) -> int:
     from bnbench.report.build import build_report
+    from bnbench.report.wandb_summary import log_report_run
+    from bnbench.results.archive import has_archive
     from bnbench.results.store import latest_launch
     from bnbench.errors import ConfigError
 
@@ -352,6 +363,8 @@ def cmd_report(argv: list[str]) -> int:
         raise ConfigError(f"results directory not found: {launch_dir}")
     out = build_report(launch_dir, Path(args.out) if args.out else None, Path(args.out_root))
     print(f"report written: {out}")
+    if not has_archive(launch_dir):  # a report rebuilt from its own records is not a new one: no W&B run
+        log_report_run(out.parent)  # its tables as a W&B run in the study's group (logger=none: nothing)
     return 0
 
 

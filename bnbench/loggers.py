@@ -25,6 +25,7 @@ from pytorch_lightning.loggers import WandbLogger
 
 from bnbench.errors import BnbenchError
 from bnbench.keys import TEST_ACC, VAL_ACC
+from bnbench.results.record import Record
 from bnbench.schema import plain
 
 log = logging.getLogger("bnbench")
@@ -106,7 +107,7 @@ def _start(cfg: DictConfig, run_id: str, choices: dict, output_dir: Path, mode: 
     return logger
 
 
-def finish_logger(logger: WandbLogger | None, record: dict | None, failed: bool) -> None:
+def finish_logger(logger: WandbLogger | None, record: Record | None, failed: bool) -> None:
     """Put the record's figures in the W&B summary and close the run (WandbLogger never does,
     and a second wandb.init() in a reused joblib worker would otherwise continue this run).
     `record` is None for an interrupted run: it is closed as failed, with no summary. Online,
@@ -120,19 +121,19 @@ def finish_logger(logger: WandbLogger | None, record: dict | None, failed: bool)
         return
     run = logger.experiment
     run.summary.update({
-        "status": record["status"],
-        "best_acc": record["best_acc"],  # validation
-        "best_step": record["best_step"],
-        "test_acc_at_best": record["test_acc_at_best"],
-        "final_acc": record["final_acc"],
-        "final_test_acc": record["final_test_acc"],
-        "val_size": record["val_size"],
-        "test_size": record["test_size"],
-        "steps": record["steps"],
-        "diverged_at": record["diverged_at"],
-        "steps_to_target": record["steps_to_target"],
-        "time_to_target": record["time_to_target"],
-        "train_s": record["train_s"],
-        "wall_s": record["wall_s"],
+        "status": record.status,
+        "best_acc": record.best_acc,  # validation
+        "best_step": record.best_step,
+        "test_acc_at_best": record.test_acc_at_best,
+        "final_acc": record.final_acc,
+        "final_test_acc": record.final_test_acc,
+        "val_size": record.val_size,
+        "test_size": record.test_size,
+        "steps": record.steps,
+        "diverged_at": record.diverged_at,
+        "steps_to_target": record.steps_to_target,
+        "time_to_target": record.time_to_target,
+        "train_s": record.train_s,
+        "wall_s": record.wall_s,
     })
     wandb.finish(exit_code=1 if failed else 0)

@@ -57,7 +57,8 @@ from bnbench.parallel import (ProcessPlan, RunContext, launch_workers, leave_pro
                               trainer_arguments)
 from bnbench.recipe import Recipe, resolve_recipe
 from bnbench.results.env import code_version, fingerprint
-from bnbench.results.store import RECORD, SCHEMA_VERSION, write_run
+from bnbench.results.record import SCHEMA_VERSION, Curves, Record
+from bnbench.results.store import RECORD, write_run
 from bnbench.results.targets import reach_table
 from bnbench.system import Classifier
 
@@ -216,55 +217,55 @@ def co_batch(datamodule) -> float | None:
 
 
 def make_record(cfg, ctx: RunContext, plan: ProcessPlan, parts: Parts, trainer, tracker: RunTracker, status: str,
-                error, final: dict, started: datetime, wall_s: float) -> dict:
-    """The run's record (schema: README, "Results"). Selection (best step, steps and time to
-    target) reads the validation curve, `acc`; test accuracies are read at the steps it chose.
-    `final`: final_acc, final_test_acc (and their _ema twins, population_batches) of train_process."""
+                error, final: dict, started: datetime, wall_s: float, resumed_at: list[int] | None = None) -> Record:
+    """The run's record, its curves attached (fields: README, "Results"). Selection (best step,
+    steps and time to target) reads the validation curve, `acc`; test accuracies are read at the
+    steps it chose. `final`: final_acc, final_test_acc (and their _ema twins, population_batches)
+    of train_process."""
     curve = tracker.curve
     accs = [a for a in curve["acc"] if a is not None]
     best = max(range(len(curve["acc"])), key=lambda i: curve["acc"][i] or -1.0) if accs else None
     targets = list(cfg.run.targets)
-    return {
-        "schema": SCHEMA_VERSION,
-        "run_id": ctx.run_id,
-        "status": status,
-        "error": error,
-        "study": cfg.study.name,
-        "launch": cfg.study.launch,
-        "variant": cfg.study.variant,
-        "seed": cfg.seed,
-        "choices": ctx.choices,
-        "overrides": ctx.overrides,
-        "recipe": parts.recipe.as_dict(),
-        "num_classes": parts.datamodule.num_classes,
-        "co_batch_rate": co_batch(parts.datamodule),
+    return Record(
+        schema=SCHEMA_VERSION,
+        run_id=ctx.run_id,
+        status=status,
+        error=error,
+        study=cfg.study.name,
+        launch=cfg.study.launch,
+        variant=cfg.study.variant,
+        seed=cfg.seed,
+        choices=ctx.choices,
+        overrides=ctx.overrides,
+        recipe=parts.recipe.as_dict(),
+        num_classes=parts.datamodule.num_classes,
+        co_batch_rate=co_batch(parts.datamodule),
         # optimizer steps; batches: README, "Multi-device and clusters"
         **batch_sizes(cfg, plan),
-        "launcher": plan.mode,
-        "steps": trainer.global_step,
-        "max_steps": trainer.max_steps,
-        "diverged_at": parts.system.diverged_at,
+        launcher=plan.mode,
+        steps=trainer.global_step,
+        max_steps=trainer.max_steps,
+        diverged_at=parts.system.diverged_at,
         **parts.datamodule.split_sizes(),
-        "best_acc": curve["acc"][best] if best is not None else None,
-        "best_step": curve["step"][best] if best is not None else None,
-        "test_acc_at_best": curve["test_acc"][best] if best is not None else None,
-        "final_acc": final["final_acc"],
-        "final_test_acc": final["final_test_acc"],
-        "final_acc_ema": final["final_acc_ema"],
-        "final_test_acc_ema": final["final_test_acc_ema"],
-        "population_batches": final["population_batches"],
-        "targets": targets,
-        "steps_to_target": reach_table(curve["step"], curve["acc"], targets),
-        "time_to_target": reach_table(curve["train_s"], curve["acc"], targets),
-        "train_s": tracker.train_s,
-        "eval_s": tracker.eval_s,
-        "wall_s": wall_s,
-        "started": started.isoformat(timespec="seconds"),
+        best_acc=curve["acc"][best] if best is not None else None,
+        best_step=curve["step"][best] if best is not None else None,
+        test_acc_at_best=curve["test_acc"][best] if best is not None else None,
+        **final,
+        targets=targets,
+        steps_to_target=reach_table(curve["step"], curve["acc"], targets),
+        time_to_target=reach_table(curve["train_s"], curve["acc"], targets),
+        train_s=tracker.train_s,
+        eval_s=tracker.eval_s,
+        wall_s=wall_s,
+        started=started.isoformat(timespec="seconds"),
         # the trainer's device: Lightning moves the module back to the CPU when fit ends
-        "env": fingerprint(trainer.strategy.root_device),
-        "config": OmegaConf.to_container(cfg, resolve=True),
-        "output_dir": ctx.output_dir,
-    }
+        env=fingerprint(trainer.strategy.root_device),
+        config=OmegaConf.to_container(cfg, resolve=True),
+        output_dir=ctx.output_dir,
+        resumed_at=list(resumed_at or []),
+        curves=Curves.from_json({**curve, "probe_quantiles": list(QUANTILES), "probe": tracker.probe,
+                                 "probe_step": tracker.probe_step}),
+    )
 
 
 def run_label(cfg: DictConfig) -> str:
@@ -278,7 +279,8 @@ def record_dir(cfg: DictConfig, run_id: str | None = None) -> Path:
 
 
 def run(cfg: DictConfig) -> dict | None:
-    """The Hydra task function: one job = one run = one record, on one process or N."""
+    """The Hydra task function: one job = one run = one record (returned as JSON, without its
+    curves), on one process or N."""
     quiet_lightning()
     plan = plan_processes(cfg)
     run_id = run_identity(cfg)
@@ -364,26 +366,25 @@ def train_process(cfg: DictConfig, ctx: RunContext, plan: ProcessPlan) -> dict |
             finish_logger(logger, None, failed=True)
         else:
             record = make_record(cfg, ctx, plan, parts, trainer, tracker, status, error, final, started,
-                                 time.perf_counter() - t0)
-            record["resumed_at"] = checkpointer.resumed_at
-            path = save_record(run_dir, output_dir, record, {**tracker.curve, "probe_quantiles": list(QUANTILES),
-                                                             "probe": tracker.probe, "probe_step": tracker.probe_step})
+                                 time.perf_counter() - t0, checkpointer.resumed_at)
+            data = record.to_json()
+            path = save_record(run_dir, output_dir, data, data.pop("curves"))
             if status != "failed":  # a failed run keeps its checkpoint: started again, it resumes
                 finish_checkpoints(folder, keep_in=path.parent if cfg.run.checkpoint.keep else None)
             finish_logger(logger, record, failed=status == "failed")
-            best, test = (("n/a" if a is None else f"{a:.4f}") for a in (record["best_acc"], record["test_acc_at_best"]))
+            best, test = (("n/a" if a is None else f"{a:.4f}") for a in (record.best_acc, record.test_acc_at_best))
             log.info("[%s] %s after %d steps: best val acc %s (test acc there %s), wall %.0fs -> %s", label, status,
-                     record["steps"], best, test, record["wall_s"], path)
+                     record.steps, best, test, record.wall_s, path)
     leave_process_group()
-    return record if plan.is_zero else None
+    return data if plan.is_zero else None
 
 
 def save_record(run_dir: Path, fallback_dir: Path, record: dict, curves: dict) -> Path:
-    """Write a finished run's record and curves into `run_dir`. If that fails (disk full, the
-    directory removed or replaced by a file while the run trained), the result is not lost: they
-    go to `fallback_dir` (the job's Hydra output folder), else to a new temporary folder, and one
-    WARNING line says where. Only if nothing at all can be written is the error raised, after
-    logging the record itself."""
+    """Write a finished run's record and curves (JSON, from Record.to_json()) into `run_dir`. If
+    that fails (disk full, the directory removed or replaced by a file while the run trained),
+    the result is not lost: they go to `fallback_dir` (the job's Hydra output folder), else to a
+    new temporary folder, and one WARNING line says where. Only if nothing at all can be written
+    is the error raised, after logging the record itself."""
     try:
         return write_run(run_dir, record, curves)
     except OSError as e:

@@ -221,7 +221,7 @@ def test_study_with_a_two_process_job_gives_one_record_per_job(odd_data, tmp_pat
     assert proc.returncode == 0, proc.stderr[-3000:]
     recs = [json.loads(p.read_text()) for p in records_under(tmp_path / "results")]
     assert sorted((r["variant"], r["devices"]) for r in recs) == [("one", 1), ("two", 2)]
-    assert len(list(tmp_path.rglob("offline-run-*/*.wandb"))) == 2
+    assert len(list(tmp_path.rglob("offline-run-*/*.wandb"))) == 3  # and the report's run
     report = (tmp_path / "reports" / "mixed" / "report.md").read_text()
     assert "Processes and batches" in report and "| `two` | 2 |" in report
 

@@ -121,7 +121,10 @@ def test_study_runs_variants_x_grid_x_seeds_with_joblib_and_writes_its_report(ti
     assert all(r["env"]["torch_threads"] == 1 for r in recs)  # one thread per job
     meta = json.loads((launches[0] / "study.json").read_text())
     assert meta["finished"] and len(meta["jobs"]) == 4 and meta["failed_jobs"] == []
+    user = [f"data.root={tiny_data}", "trainer.max_steps=60", "run.eval_every=20", "hydra.launcher.n_jobs=2"]
+    assert meta["user_overrides"] == user  # the command, as the user gave it (the report shows it)
     report = (tmp_path / "reports" / "tiny" / "report.md").read_text()
+    assert f"- Command: `bnbench study tiny {' '.join(user)}`" in report
     for text in ("`plain`", "`bn`", "speed-up", "BN is faster", "recipe.lr=0.5", "trainer.max_steps=60",
                  "### Contrasts"):
         assert text in report
@@ -129,9 +132,10 @@ def test_study_runs_variants_x_grid_x_seeds_with_joblib_and_writes_its_report(ti
     assert (tmp_path / "reports" / "tiny" / "sigmoid_inputs.png").exists()
     # one process, BN or none: nothing to say about processes or normalization batches
     assert "Processes and batches" not in report and not (tmp_path / "reports" / "tiny" / "norm_batch.png").exists()
-    # W&B: one offline run per job, grouped by the study, typed by the variant, each finished
+    # W&B: one offline run per job, grouped by the study, typed by the variant, each finished, and
+    # the report's run (what it holds: tests/test_wandb_file.py)
     runs = [summary_and_run(p) for p in (tmp_path / "outputs").rglob("offline-run-*/*.wandb")]
-    assert sorted(run["job_type"] for _, run in runs) == ["bn", "bn", "plain", "plain"]
+    assert sorted(run["job_type"] for _, run in runs) == ["bn", "bn", "plain", "plain", "report"]
     assert {run["group"] for _, run in runs} == {"tiny"} and {run["exit_code"] for _, run in runs} == {0}
     # the report is a pure function of the records: rebuilding gives the same text
     again = run_cli("report", "tiny", cwd=tmp_path)

@@ -116,9 +116,9 @@ def test_study_on_slurm_one_task_per_device(tiny_data, tmp_path):
     tasks = sorted(re.search(r"NumTasks=(\d+)", job_info(d.name)).group(1) for d in jobs)
     assert tasks == ["1", "2"]
     assert sorted(len(list(d.glob("*_result.pkl"))) for d in jobs) == [1, 2]  # every task ran the job
-    # W&B: one offline run per job (rank 0 logs), grouped by the study, finished
+    # W&B: one offline run per job (rank 0 logs), grouped by the study, finished, and the report's run
     runs = [summary_and_run(p) for p in (tmp_path / "outputs").rglob("offline-run-*/*.wandb")]
-    assert sorted(run["job_type"] for _, run in runs) == ["one", "two"]
+    assert sorted(run["job_type"] for _, run in runs) == ["one", "report", "two"]
     assert {run["group"] for _, run in runs} == {"onslurm"} and {run["exit_code"] for _, run in runs} == {0}
     report = (tmp_path / "reports" / "onslurm" / "report.md").read_text()
     assert "hydra/launcher=slurm" in report and "`two`" in report

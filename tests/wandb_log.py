@@ -1,4 +1,5 @@
-"""Read the records of an offline W&B run (`run-*.wandb`), to check what a job logged.
+"""Read the records of an offline W&B run (`run-*.wandb`), to check what a job logged: its
+config, history rows, summary, and the tables it logged (files beside it).
 
 The file is a LevelDB-style log: a 7-byte header (":W&B", magic, version), then 32 KiB blocks
 of chunks, each with a 7-byte header (crc32, length, type: 1 full, 2 first, 3 middle, 4 last)
@@ -52,3 +53,49 @@ def summary_and_run(path: Path) -> tuple[dict, dict]:
         elif kind == "exit":
             run["exit_code"] = r.exit.exit_code
     return summary, run
+
+
+def _fold(into: dict, updates) -> dict:
+    """Config, summary or history items into `into`; a nested key (a metric's summary such as
+    {"max": ...}, a logged table's reference) as nested dicts."""
+    for u in updates:
+        *outer, last = list(u.nested_key) or [u.key]
+        target = into
+        for k in outer:
+            target = target.setdefault(k, {})
+        target[last] = json.loads(u.value_json)
+    return into
+
+
+def config(path: Path) -> dict:
+    """The run's config values: what wandb.init was given, and any later updates."""
+    out: dict = {}
+    for r in records(path):
+        kind = r.WhichOneof("record_type")
+        if kind == "run":
+            _fold(out, r.run.config.update)
+        elif kind == "config":
+            _fold(out, r.config.update)
+    return out
+
+
+def history(path: Path) -> list[dict]:
+    """The run's history: one dict per logged row, in order."""
+    return [_fold({}, r.history.item) for r in records(path) if r.WhichOneof("record_type") == "history"]
+
+
+def summary(path: Path) -> dict:
+    """The run's final summary, nested keys as nested dicts."""
+    out: dict = {}
+    for r in records(path):
+        if r.WhichOneof("record_type") == "summary":
+            _fold(out, r.summary.update)
+    return out
+
+
+def table(path: Path, key: str) -> dict:
+    """The table logged under `key`: {"columns", "data"}, read from the media file its summary
+    entry points to (under the run folder's files/)."""
+    ref = summary(path)[key]
+    assert ref["_type"] == "table-file", ref
+    return json.loads((Path(path).parent / "files" / ref["path"]).read_text())

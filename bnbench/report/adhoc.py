@@ -14,8 +14,8 @@ from pathlib import Path
 
 import yaml
 
+from bnbench.overrides import key_of, value_text
 from bnbench.results.store import record_order
-from bnbench.study.spec import override_key
 
 KIND = "multirun"
 NOT_SWEPT = ("seed", "study.", "hydra.")  # a seed sweep gives seeds, not variants
@@ -28,7 +28,7 @@ def is_multirun(meta: dict) -> bool:
 
 def _settings(record: dict) -> dict[str, str]:
     """A run's command-line overrides by key (the last one of a key wins, as in Hydra)."""
-    return {override_key(o): o for o in record.get("overrides") or []}
+    return {key_of(o): o for o in record.get("overrides") or []}
 
 
 def swept_keys(records: list[dict]) -> list[str]:
@@ -43,7 +43,7 @@ def _typed(settings: dict[str, str], keys: list[str]) -> tuple:
     def typed(o: str | None):
         if o is None:
             return (0, 0.0, "")
-        v = o.split("=", 1)[-1]
+        v = o if value_text(o) is None else value_text(o)
         try:
             return (1, float(v), v)
         except ValueError:
@@ -77,7 +77,7 @@ def _command(records: list[dict], hydra: dict) -> tuple[list[str], bool]:
     values: dict[str, list[str]] = {}
     for r in records:
         for key, o in _settings(r).items():
-            v = o.split("=", 1)[1] if "=" in o else o
+            v = o if value_text(o) is None else value_text(o)
             values.setdefault(key, [])
             if v not in values[key]:
                 values[key].append(v)

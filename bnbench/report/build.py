@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bnbench.errors import ConfigError
+from bnbench.overrides import key_of
 from bnbench.report import adhoc, document, html, plots, summary_json, tables
 from bnbench.report.claims import fmt_x, judge
 from bnbench.report.document import Block, Bullets, Figures, Heading, Para, Quote, Table, markdown, md_lines
@@ -26,6 +27,7 @@ from bnbench.report.summary import (
     median_steps, paired_speedup, summarize,
 )
 from bnbench.results.archive import RECORDS, compact, has_archive, read_archive, write_archive
+from bnbench.results.record import Record
 from bnbench.results.targets import SELECTION, WINDOW
 from bnbench.results.store import STUDY, read_json, read_records, write_atomic
 from bnbench.study.spec import parse_study
@@ -93,7 +95,7 @@ class Report:
 
     spec: object  # bnbench.study.spec.StudySpec
     meta: dict
-    records: list[dict]
+    records: list[Record]
     cells: dict  # {cell: {variant: VariantSummary}} (bnbench.report.summary.summarize)
     keys: list[str]  # the grid's keys
     figures: list[Path]
@@ -117,13 +119,13 @@ def _header(rep: Report) -> list[Block]:
     """Title, a warning when the runs came from uncommitted code, the description, and where
     the runs came from (command, runs, launch, launcher, code)."""
     spec, meta, records = rep.spec, rep.meta, rep.records
-    env = records[0]["env"]
-    git = env["git"]
+    env = records[0].env
+    git = env.git
     sha = (git["sha"] or "unknown")[:10] + (" (uncommitted changes)" if git.get("dirty") else "")
-    steps = sorted({r["max_steps"] for r in records})
+    steps = sorted({r.max_steps for r in records})
     multirun = adhoc.is_multirun(meta)
     out: list[Block] = [Heading(1, f"Launch `{spec.name}/{meta['launch']}`" if multirun else f"Study `{spec.name}`")]
-    dirty = sum(bool((r["env"].get("git") or {}).get("dirty")) for r in records)
+    dirty = sum(bool((r.env.git or {}).get("dirty")) for r in records)
     if dirty:
         out.append(Quote(f"**Made from uncommitted code**: {dirty} of {len(records)} runs ran in a checkout with "
                          "uncommitted changes to tracked files (`env.git.dirty` in their records): commit "
@@ -134,7 +136,7 @@ def _header(rep: Report) -> list[Block]:
     if multirun:
         command, launch = adhoc.command_text(meta), adhoc.launch_text(meta)
     else:
-        command = f"`{study_command(spec.name, meta.get('command', [])).strip()}`"
+        command = f"`{study_command(spec.name, meta).strip()}`"
         launch = (f"`{meta['launch']}`, started {meta.get('started')}, finished "
                   f"{meta.get('finished') or _unfinished(meta, records)}; "
                   f"study wall time {_duration(meta.get('wall_s'))}{_resumed(meta)}")
@@ -144,8 +146,8 @@ def _header(rep: Report) -> list[Block]:
         f"{meta['seeds']}), {' / '.join(f'{s:,}' for s in steps)} steps each",
         f"Launch: {launch}",
         f"Launcher: {_launcher(meta)}",
-        f"Code: commit {sha}; torch {env['packages']['torch']}, Lightning {env['packages']['pytorch-lightning']}, "
-        f"on {env['device']} ({env['device_name']}, {env['torch_threads']} torch thread(s) per run)",
+        f"Code: commit {sha}; torch {env.packages['torch']}, Lightning {env.packages['pytorch-lightning']}, "
+        f"on {env.device} ({env.device_name}, {env.torch_threads} torch thread(s) per run)",
     ]))
     return out
 
@@ -299,9 +301,9 @@ def _figures(rep: Report) -> list[Block]:
 
 def _runs(rep: Report) -> list[Block]:
     keys = rep.keys
-    rows = [[f"`{r['variant']}`", r["seed"], *[str(x) for x in cell_of(r, keys)], r["status"], f"{r['steps']:,}",
-             _pct(r["best_acc"]), f"{r['best_step']:,}" if r["best_step"] is not None else "–",
-             _pct(r["final_acc"]), f"{r['train_s']:.0f}", f"`{r['run_id']}`"] for r in rep.records]
+    rows = [[f"`{r.variant}`", r.seed, *[str(x) for x in cell_of(r, keys)], r.status, f"{r.steps:,}",
+             _pct(r.best_acc), f"{r.best_step:,}" if r.best_step is not None else "–",
+             _pct(r.final_acc), f"{r.train_s:.0f}", f"`{r.run_id}`"] for r in rep.records]
     return [Heading(2, "Runs"),
             Para("Every run, also in `runs.csv`. `best step`: first evaluation at the best accuracy."),
             Table("runs", ["variant", "seed", *keys, "status", "steps", "best acc", "best step", "final acc",
@@ -354,18 +356,18 @@ def _duration(seconds: float | None) -> str:
     return f"{h}h {m:02d}m {s:02d}s" if h else f"{m}m {s:02d}s"
 
 
-def runs_csv(records: list[dict], grid_keys: list[str]) -> str:
+def runs_csv(records: list[Record], grid_keys: list[str]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    targets = sorted({t for r in records for t in r["steps_to_target"]}, key=float)
+    targets = sorted({t for r in records for t in r.steps_to_target}, key=float)
     w.writerow(["variant", "seed", *grid_keys, "devices", "norm_batch", "status", "steps", "diverged_at", "best_acc",
                 "best_step",
                 "final_acc", *(f"steps_to_{t}" for t in targets), "train_s", "wall_s", "run_id"])
     for r in records:
-        w.writerow([r["variant"], r["seed"], *cell_of(r, grid_keys), r.get("devices", 1), r.get("norm_batch"),
-                    r["status"], r["steps"], r["diverged_at"],
-                    r["best_acc"], r["best_step"], r["final_acc"], *(r["steps_to_target"].get(t) for t in targets),
-                    f"{r['train_s']:.1f}", f"{r['wall_s']:.1f}", r["run_id"]])
+        w.writerow([r.variant, r.seed, *cell_of(r, grid_keys), r.get("devices", 1), r.norm_batch,
+                    r.status, r.steps, r.diverged_at,
+                    r.best_acc, r.best_step, r.final_acc, *(r.steps_to_target.get(t) for t in targets),
+                    f"{r.train_s:.1f}", f"{r.wall_s:.1f}", r.run_id])
     return buf.getvalue()
 
 
@@ -376,13 +378,14 @@ def build_report(source: Path, out_dir: Path | None = None, out_root: Path = Pat
     archive is written beside the new report."""
     source = Path(source)
     if has_archive(source):
-        meta, records = read_archive(source)
+        meta, archived = read_archive(source)
         launch_dir = Path(meta.get("launch_dir", source))
     else:
         launch_dir = source
-        meta, records = _read_launch(launch_dir)
+        meta, archived = _read_launch(launch_dir)
         meta = {**meta, "launch_dir": _relative(launch_dir)}
-        records = [compact(r) for r in records]  # as archived: the first build reads what a rebuild reads
+        archived = [compact(r) for r in archived]  # as archived: the first build reads what a rebuild reads
+    records = [Record.from_json(r) for r in archived]
     spec = parse_study(meta["spec"], meta["study"], Path(meta["spec_path"]))
     spec.seeds = meta["seeds"]  # the seeds this launch ran (hydra.sweeper.seeds may narrow them)
     # a rebuild from a report folder's archive goes back into that folder unless told otherwise
@@ -416,7 +419,7 @@ def build_report(source: Path, out_dir: Path | None = None, out_root: Path = Pat
     data = summary_json.summary(rep, texts, sorted({p.stem for p in written}))
     write_atomic(out / "summary.json", summary_json.to_json(data))
     write_atomic(out / "runs.csv", runs_csv(records, keys))
-    write_archive(out, meta, records)
+    write_archive(out, meta, archived)
     return out / "report.md"
 
 
@@ -440,13 +443,23 @@ def _read_launch(launch_dir: Path) -> tuple[dict, list[dict]]:
     return meta, records
 
 
-def study_command(name: str, argv: list[str]) -> str:
-    """The user's `bnbench study` command, from the launch's argv minus what the CLI added."""
-    from bnbench.cli import STUDY_DEFAULTS
+# What `bnbench study` added to the user's overrides (its STUDY_DEFAULTS and its own), in the
+# `command` of a study.json made before `user_overrides` was kept: not the user's
+_CLI_ADDED = ("-m", "hydra/sweeper=study", "hydra/launcher=local", "run.threads=1", "trainer.enable_progress_bar=false")
+_CLI_ADDED_KEYS = ("hydra.sweeper.study", "study.launch", "study.name")
 
-    added = {"-m", "hydra/sweeper=study", *STUDY_DEFAULTS}
-    user = [a for a in argv[1:] if a not in added
-            and not a.startswith(("hydra.sweeper.study=", "study.launch=", "study.name="))]
+
+def study_command(name: str, meta: dict) -> str:
+    """The user's `bnbench study` command, as study.json keeps it (`user_overrides`, written by the
+    study sweeper; older ones: the launch's command less what the CLI added). The launch's
+    study.launch and study.name are left out: the report names the launch itself."""
+    user = meta.get("user_overrides")
+    if user is None:
+        argv = meta.get("command", [])
+        prefixes = tuple(f"{k}=" for k in _CLI_ADDED_KEYS)
+        user = [a for a in argv[1:] if a not in _CLI_ADDED and not a.startswith(prefixes)]
+    else:
+        user = [o for o in user if key_of(o) not in _CLI_ADDED_KEYS]
     return " ".join(["bnbench study", name, *user])
 
 

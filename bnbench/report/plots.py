@@ -70,7 +70,7 @@ def _zoom_window(lines: list[tuple[np.ndarray, np.ndarray]]) -> tuple[float, flo
 
 
 def accuracy_curves(cells: dict, keys: list[str], path: Path, title: str) -> Path:
-    """Fig. 1(a) / Fig. 2: held-out accuracy vs training steps, per grid cell a row: a panel and beside
+    """Fig. 1(a) / Fig. 2: validation accuracy vs training steps, per grid cell a row: a panel and beside
     it the same zoomed on the top accuracies; mean over seeds (line), min..max over seeds (band),
     one thin line per run where runs differ in length (a divergence), x where a run diverged."""
     from matplotlib.lines import Line2D
@@ -111,7 +111,7 @@ def accuracy_curves(cells: dict, keys: list[str], path: Path, title: str) -> Pat
                        f"(the curves ending within {ZOOM_WITHIN * 100:.0f} points of the best)", fontsize=9)
         for ax in (full, zoom):
             ax.set_xlabel("training steps")
-            ax.set_ylabel("held-out accuracy")
+            ax.set_ylabel("validation accuracy")
             ax.grid(alpha=0.3)
         handles = zoom.get_legend_handles_labels()[0] + extra
         if many:
@@ -199,7 +199,7 @@ def by_norm_batch(cells: dict, keys: list[str], path: Path, reference: str | Non
                    if any(s is not None for s in points[x][1])]
             if med:
                 steps_ax.plot([x * shift for x, _ in med], [m for _, m in med], marker + "-", color=color, label=label)
-        for ax, ylabel in ((acc_ax, "best held-out accuracy"),
+        for ax, ylabel in ((acc_ax, "best validation accuracy"),
                            (steps_ax, f"steps to `{reference}`'s best\n(runs that never reach it: not drawn)")):
             ax.set_xscale("log", base=2)
             ax.set_xlabel("examples per BN batch (normalization batch)")

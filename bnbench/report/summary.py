@@ -41,10 +41,12 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from bnbench.report.drift import drift_summary
 from bnbench.report.stats import Interval, mean_interval
+from bnbench.results.record import Record
 from bnbench.results.targets import end_level, peak_level, reach_index, selection_curve
 
 FRACTIONS = (0.5, 0.75, 0.9, 0.95, 0.98, 0.99, 1.0)  # of the way from chance to the reference's end level
@@ -59,41 +61,44 @@ def lookup(tree: dict, dotted: str):
     return node
 
 
-def cell_of(record: dict, grid_keys: list[str]) -> tuple:
-    return tuple(lookup(record["config"], k) for k in grid_keys)
+# The functions of one record take a Record (bnbench/results/record.py) or its JSON object.
+def cell_of(record: Record | Mapping, grid_keys: list[str]) -> tuple:
+    return tuple(lookup(Record.of(record).config, k) for k in grid_keys)
 
 
-def chance(record: dict) -> float | None:
-    k = record.get("num_classes")
+def chance(record: Record | Mapping) -> float | None:
+    k = Record.of(record).num_classes
     return 1.0 / k if k else None
 
 
-def eval_interval(record: dict) -> int | None:
+def eval_interval(record: Record | Mapping) -> int | None:
     """The steps between evaluations (`run.eval_every` of the resolved config)."""
-    return lookup(record.get("config") or {}, "run.eval_every")
+    return lookup(Record.of(record).config or {}, "run.eval_every")
 
 
-def end_acc(record: dict) -> float | None:
+def end_acc(record: Record | Mapping) -> float | None:
     """Where a run ended: the mean of its last evaluations. Only a completed run has one (a
     diverged run's last evaluations precede its blow-up; a failed run stopped short)."""
-    if record.get("status") != "completed":
+    record = Record.of(record)
+    if record.status != "completed":
         return None
     return end_level(selection_curve(record)[1])
 
 
-def peak_acc(record: dict) -> float | None:
+def peak_acc(record: Record | Mapping) -> float | None:
     """A run's best accuracy: the highest mean of consecutive evaluations (also of a diverged
     run, before it diverged). None without an evaluation."""
     return peak_level(selection_curve(record)[1])
 
 
-def budget(record: dict) -> int:
+def budget(record: Record | Mapping) -> int:
     """Where a run that never reached a target is censored: its step budget, or, for a run that
     failed (stopped by an error, not by its method), the steps it ran."""
+    record = Record.of(record)
     last = (selection_curve(record)[0] or [0])[-1]  # records always say; crafted ones may not
-    if record.get("status") == "failed":
-        return record.get("steps") or last
-    return record.get("max_steps") or record.get("steps") or last
+    if record.status == "failed":
+        return record.steps or last
+    return record.max_steps or record.steps or last
 
 
 @dataclass(frozen=True)
@@ -114,16 +119,17 @@ class Reach:
         return (self.after + self.by) / 2
 
 
-def reach_of(record: dict, target: float) -> Reach:
+def reach_of(record: Record | Mapping, target: float) -> Reach:
+    record = Record.of(record)
     steps, accs = selection_curve(record)
     i = reach_index(accs, target)
     if i is None:
         return Reach(budget(record), math.inf)
-    train_s = (record.get("curves") or {}).get("train_s") or []
+    train_s = (record.curves.train_s if record.curves else None) or []
     return Reach(steps[i - 1] if i else 0, steps[i], train_s[i] if i < len(train_s) else None)
 
 
-def threshold(target: float, record: dict, fraction: float) -> float:
+def threshold(target: float, record: Record | Mapping, fraction: float) -> float:
     """`fraction` of the way from chance to `target` (1: the target itself, exactly)."""
     if fraction == 1:
         return target
@@ -135,7 +141,7 @@ def threshold(target: float, record: dict, fraction: float) -> float:
 class Row:
     """One run, relative to its seed's reference run."""
 
-    record: dict
+    record: Record
     target: float | None = None  # the reference's end level for this seed
     reach: Reach | None = None  # reaching the target (None: no target for this seed)
     ratio: float | None = None  # reference steps / steps (interval midpoints), both reached
@@ -143,11 +149,11 @@ class Row:
 
     @property
     def variant(self) -> str:
-        return self.record["variant"]
+        return self.record.variant
 
     @property
     def seed(self) -> int:
-        return self.record["seed"]
+        return self.record.seed
 
     @property
     def steps(self) -> float | None:
@@ -171,13 +177,14 @@ class VariantSummary:
     def statuses(self) -> dict[str, int]:
         out: dict[str, int] = {}
         for r in self.rows:
-            out[r.record["status"]] = out.get(r.record["status"], 0) + 1
+            out[r.record.status] = out.get(r.record.status, 0) + 1
         return out
 
     def values(self, attr: str) -> list:
         return [getattr(r, attr) for r in self.rows]
 
     def field(self, key: str) -> list:
+        """Each run's record value of `key` (None where a record lacks it)."""
         return [r.record.get(key) for r in self.rows]
 
     @property
@@ -192,14 +199,14 @@ def mean_sd(xs: list) -> tuple[float, float] | None:
     return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
 
 
-def summarize(records: list[dict], variants: list[str], reference: str | None,
+def summarize(records: list[Record | Mapping], variants: list[str], reference: str | None,
               cells: list[dict]) -> dict[tuple, dict[str, VariantSummary]]:
     """{cell: {variant: VariantSummary}}: cells in the study's grid order, variants in its order."""
     keys = list(cells[0]) if cells else []
     out = {tuple(c[k] for k in keys): {v: VariantSummary(v) for v in variants} for c in cells or [{}]}
-    for rec in records:
+    for rec in map(Record.of, records):
         by_variant = out.setdefault(cell_of(rec, keys), {v: VariantSummary(v) for v in variants})
-        by_variant.setdefault(rec["variant"], VariantSummary(rec["variant"])).rows.append(Row(rec))
+        by_variant.setdefault(rec.variant, VariantSummary(rec.variant)).rows.append(Row(rec))
     for by_variant in out.values():
         if reference in by_variant:
             _pair_with_reference(by_variant, by_variant[reference])
@@ -317,7 +324,7 @@ def contrast(first: VariantSummary, second: VariantSummary) -> Contrast:
 def drift_means(summary: VariantSummary) -> dict | None:
     """The sigmoid inputs' drift (bnbench/report/drift.py) averaged over a variant's runs with a
     probe: the median's shift and path, the spread's final/initial ratio (None without a probe)."""
-    ds = [d for r in summary.rows if (d := drift_summary(r.record["curves"].get("probe")))]
+    ds = [d for r in summary.rows if (d := drift_summary(r.record.curves.probe))]
     if not ds:
         return None
     path = [d["path"] for d in ds if "path" in d]

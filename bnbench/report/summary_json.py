@@ -1,11 +1,12 @@
 """summary.json: the report's figures, machine-readable.
 
-Per grid cell and variant: runs, statuses, best / final / end accuracy (mean, sd, per seed),
-steps to the target, the speed-up with its interval and against each target fraction, the
-sigmoid-input drift; each contrast's speed-up and end-accuracy difference; each claim's
-verdict with its interval in the rule's unit. The same numbers as report.md's tables (which
-they are computed beside, from the same summaries); where report.md shows a number as text, the
-text is here too (`text`), so the two can be matched.
+Per grid cell and variant: runs, statuses, best / final / end validation accuracy and test
+accuracy at the best step and at the end (mean, sd, per seed), steps to the target, the
+speed-up with its interval and against each target fraction, the sigmoid-input drift; each
+contrast's speed-up and end-accuracy difference; each claim's verdict with its interval in the
+rule's unit. The same numbers as report.md's tables (which they are computed beside, from the
+same summaries), and the test accuracies, which report.md does not show; where report.md shows
+a number as text, the text is here too (`text`), so the two can be matched.
 
 Conventions (also in the file's `about`): accuracies are fractions (0-1); an interval is
 {point, low, high, n, method}, point null when only bounds are known, a bound null when it is
@@ -60,6 +61,8 @@ def _variant(name: str, s: VariantSummary, ref: VariantSummary | None, steps_tex
         "best_acc": _stat(s, s.field("best_acc")),
         "final_acc": _stat(s, s.field("final_acc")),
         "end_acc": _stat(s, [end_acc(r.record) for r in s.rows]),
+        "test_acc_at_best": _stat(s, s.field("test_acc_at_best")),  # reported beside, never selected on
+        "final_test_acc": _stat(s, s.field("final_test_acc")),
         "drift": drift_means(s),
     }
     if ref is None:

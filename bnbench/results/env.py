@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from bnbench.resources import source_tree
+from bnbench.results.record import Env
 
 REPO = source_tree()  # None when installed from a wheel
 PACKAGES = ("bnbench", "torch", "pytorch-lightning", "hydra-core", "omegaconf", "torchmetrics", "wandb", "kornia", "numpy")
@@ -82,15 +83,15 @@ def device_name(device: torch.device) -> str:
     return platform.processor() or platform.machine()
 
 
-def fingerprint(device: torch.device) -> dict:
-    return {
-        "git": git_state(),
-        "code": code_version(),
-        "python": platform.python_version(),
-        "packages": package_versions(),
-        "device": device.type,
-        "device_name": device_name(device),
-        "torch_threads": torch.get_num_threads(),
-        "host": socket.gethostname(),
-        "platform": platform.platform(),
-    }
+def fingerprint(device: torch.device) -> Env:
+    return Env(
+        git=git_state(),
+        code=code_version(),
+        python=platform.python_version(),
+        packages=package_versions(),
+        device=device.type,
+        device_name=device_name(device),
+        torch_threads=torch.get_num_threads(),
+        host=socket.gethostname(),
+        platform=platform.platform(),
+    )

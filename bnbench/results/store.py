@@ -2,7 +2,7 @@
 
 Layout under `paths.results`:
 
-    <study>/<launch>/<variant>_s<seed>_<run_id>/record.json   the run's record (schema: README)
+    <study>/<launch>/<variant>_s<seed>_<run_id>/record.json   the run's record (bnbench/results/record.py)
                                                /curves.json   its evaluation curves and probes
     <study>/<launch>/study.json                               the launch: spec, command, timing
 
@@ -29,18 +29,17 @@ import os
 import tempfile
 from pathlib import Path
 
+from bnbench.results.record import CURVE_KEYS, RECORD_KEYS
+
 log = logging.getLogger("bnbench")
 
 RECORD = "record.json"
 CURVES = "curves.json"
 STUDY = "study.json"
-SCHEMA_VERSION = 1
 TMP_SUFFIX = ".tmp"  # temporary files: .<name>.<random>.tmp beside their target
-
-# What readers (reports, study relaunches) rely on: a record.json without these is skipped.
-RECORD_KEYS = ("run_id", "status", "variant", "seed", "steps", "max_steps", "best_acc", "best_step", "final_acc",
-               "steps_to_target", "train_s", "wall_s", "env", "config")
-CURVE_KEYS = ("step", "acc", "train_s")
+# `bnbench study` hands the user's overrides to the study sweeper, which keeps them in study.json
+# (`user_overrides`: the command a report shows), through this environment variable (JSON)
+USER_OVERRIDES_ENV = "BNBENCH_STUDY_OVERRIDES"
 
 
 def _umask() -> int:

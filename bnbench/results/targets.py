@@ -30,17 +30,19 @@ run's record keeps for the recipe's absolute `run.targets` (bnbench/train.py).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+
+from bnbench.results.record import Curves, Record
 
 SELECTION = "acc"  # the curves' series that targets and verdicts select on
 WINDOW = 5  # evaluations averaged by every robust statistic (odd: a centred window)
 EPS = 1e-9  # "reaches": at least the target less float noise (a mean of equal values may exceed them)
 
 
-def selection_curve(record: dict) -> tuple[list, list]:
+def selection_curve(record: Record | Mapping) -> tuple[list, list]:
     """(steps, accuracies) of the series used for selection (`SELECTION`); missing: empty."""
-    curves = record.get("curves") or {}
-    steps, accs = list(curves.get("step") or []), list(curves.get(SELECTION) or [])
+    curves = Record.of(record).curves or Curves()
+    steps, accs = list(curves.step or []), list(curves.get(SELECTION) or [])  # a field or an extra series
     n = min(len(steps), len(accs))
     return steps[:n], accs[:n]
 

@@ -30,6 +30,7 @@ from pathlib import Path
 import yaml
 
 from bnbench.errors import ConfigError
+from bnbench.overrides import dedupe, value_of
 from bnbench.resources import ABLATIONS
 
 KEYS = {"description", "seeds", "overrides", "variants", "grid", "reference", "claims", "contrasts"}
@@ -72,22 +73,11 @@ class StudySpec:
         return out
 
 
-def override_key(override: str) -> str:
-    key = override.split("=", 1)[0]
-    return key.lstrip("+~")
-
-
 def launch_of(overrides: list[str]) -> str:
     """The launch a study's overrides name (`study.launch=...`, the last one wins, as in Hydra),
     or a new one stamped now. Naming an earlier launch relaunches it."""
-    given = [o.split("=", 1)[1] for o in overrides if override_key(o) == "study.launch"]
-    return given[-1] if given else datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-
-
-def dedupe(overrides: list[str]) -> list[str]:
-    """Keep the last override of each key, in the order of the last occurrences."""
-    last = {override_key(o): i for i, o in enumerate(overrides)}
-    return [o for i, o in enumerate(overrides) if last[override_key(o)] == i]
+    given = value_of(overrides, "study.launch")
+    return str(given) if given is not None else datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
 
 
 def search_path() -> list[Path]:

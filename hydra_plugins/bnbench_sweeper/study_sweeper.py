@@ -18,7 +18,9 @@ file run alone. A launch holding runs of another commit is refused.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import sys
 import time
 from datetime import datetime, timezone
@@ -48,7 +50,7 @@ class StudySweeper(Sweeper):
         )
 
     def sweep(self, arguments: List[str]) -> Any:
-        from bnbench.results.store import STUDY, read_json, write_json_atomic
+        from bnbench.results.store import STUDY, USER_OVERRIDES_ENV, read_json, write_json_atomic
         from bnbench.study.spec import launch_of, load_study
         from bnbench.train import check_writable
 
@@ -87,6 +89,8 @@ class StudySweeper(Sweeper):
             "launch": launch,
             "command": sys.argv,
             "arguments": list(arguments),
+            # the overrides the user gave `bnbench study` (null when not started by it): what a report shows
+            "user_overrides": json.loads(os.environ.pop(USER_OVERRIDES_ENV, "null")),
             "seeds": self.seeds if self.seeds is not None else spec.seeds,
             "jobs": jobs,
             "launcher": OmegaConf.to_container(self.config.hydra.launcher, resolve=True),
