@@ -77,7 +77,7 @@ def _target_text(ref: str, ref_summary: VariantSummary) -> str:
     targets = ", ".join(_pct(r.target) + "%" for r in ref_summary.rows if r.target is not None) or "n/a"
     every = sorted({e for r in ref_summary.rows if (e := eval_interval(r.record)) is not None})
     every_text = ", ".join(f"{e:,}" for e in every) or "n/a"
-    return (f"Target: `{ref}`'s end accuracy, the mean of its last {WINDOW} evaluations of held-out accuracy "
+    return (f"Target: `{ref}`'s end accuracy, the mean of its last {WINDOW} evaluations of validation accuracy "
             f"(`curves.{SELECTION}`; fewer in shorter runs), per seed ({targets}). "
             f"Evaluations every {every_text} steps (`run.eval_every`). Steps to target: the first evaluation at which "
             f"a run's accuracy, averaged over {WINDOW} evaluations centred on it, reaches the target; a step count s "
@@ -86,7 +86,9 @@ def _target_text(ref: str, ref_summary: VariantSummary) -> str:
             f"`{ref}`'s steps / the variant's, paired by seed, geometric mean over seeds of the two intervals' "
             f"midpoints [95% bootstrap interval, also spanning each interval's ends; the range over seeds with fewer "
             f"than {MIN_SEEDS}]; a run that never got there counts as needing more than its budget (\"bounds\": only "
-            "bounds are known). Accuracies in %, mean ± sd over seeds.")
+            "bounds are known). Accuracies in %, mean ± sd over seeds: best and final on the validation set (best: "
+            f"the highest mean of {WINDOW} consecutive evaluations); on the test set, never selected on, at the "
+            "step of the best single validation evaluation and at the end.")
 
 
 @dataclass
@@ -161,7 +163,7 @@ def _overview(rep: Report) -> list[Block]:
              *[_mean_sd_pct(bv[v].field("best_acc")) if v in bv else "–" for v in variants]]
             for cell, bv in rep.cells.items()]
     return [Heading(2, "Overview"),
-            Para("Best held-out accuracy (%, mean ± sd over seeds) per grid cell and variant."),
+            Para("Best validation accuracy (%, mean ± sd over seeds) per grid cell and variant."),
             Table("overview", [", ".join(keys), *[f"`{v}`" for v in variants]], rows)]
 
 
@@ -179,11 +181,13 @@ def _results(rep: Report, cell: tuple, by_variant: dict) -> list[Block]:
     for name, s in by_variant.items():
         rows.append([f"`{name}`", s.n, _status(s), _steps(s) if ref else "–",
                      _speedup(s, by_variant[ref]) if ref else "–", _seconds(s.values("seconds")) if ref else "–",
-                     _mean_sd_pct(s.field("best_acc")), _mean_sd_pct(s.field("final_acc"))]
+                     _mean_sd_pct(s.field("best_acc")), _mean_sd_pct(s.field("final_acc")),
+                     _mean_sd_pct(s.field("test_acc_at_best")), _mean_sd_pct(s.field("final_test_acc"))]
                     + ([", ".join(f"{r:.3f}" for r in sorted(rates[name])) or "–"] if show_rate else []))
     out.append(Table(rep.table_name("results", cell),
                      ["variant", "runs", "status", "steps to target", "speed-up", "train time to target", "best acc",
-                      "final acc"] + (["pairs re-batched"] if show_rate else []), rows))
+                      "final acc", "test acc at best", "final test acc"] + (["pairs re-batched"] if show_rate else []),
+                     rows))
     if show_rate:
         out.append(Para("Pairs re-batched (Sec. 4.2.1, modification 6): of the example pairs sharing a mini-batch "
                         "in one epoch, the fraction sharing one again in the next, under each variant's shuffling."))
@@ -303,11 +307,14 @@ def _runs(rep: Report) -> list[Block]:
     keys = rep.keys
     rows = [[f"`{r.variant}`", r.seed, *[str(x) for x in cell_of(r, keys)], r.status, f"{r.steps:,}",
              _pct(r.best_acc), f"{r.best_step:,}" if r.best_step is not None else "–",
-             _pct(r.final_acc), f"{r.train_s:.0f}", f"`{r.run_id}`"] for r in rep.records]
+             _pct(r.final_acc), _pct(r.get("test_acc_at_best")), _pct(r.get("final_test_acc")), f"{r.train_s:.0f}",
+             f"`{r.run_id}`"] for r in rep.records]
     return [Heading(2, "Runs"),
-            Para("Every run, also in `runs.csv`. `best step`: first evaluation at the best accuracy."),
+            Para("Every run, also in `runs.csv`. Accuracies in %: `best acc`, `best step` (its first evaluation at "
+                 "its best single validation accuracy) and `final acc` on validation; `test at best` and `final test` "
+                 "on the test set."),
             Table("runs", ["variant", "seed", *keys, "status", "steps", "best acc", "best step", "final acc",
-                           "train s", "run id"], rows)]
+                           "test at best", "final test", "train s", "run id"], rows)]
 
 
 def _records(rep: Report) -> list[Block]:
@@ -362,11 +369,13 @@ def runs_csv(records: list[Record], grid_keys: list[str]) -> str:
     targets = sorted({t for r in records for t in r.steps_to_target}, key=float)
     w.writerow(["variant", "seed", *grid_keys, "devices", "norm_batch", "status", "steps", "diverged_at", "best_acc",
                 "best_step",
-                "final_acc", *(f"steps_to_{t}" for t in targets), "train_s", "wall_s", "run_id"])
+                "final_acc", "test_acc_at_best", "final_test_acc", *(f"steps_to_{t}" for t in targets), "train_s",
+                "wall_s", "run_id"])
     for r in records:
         w.writerow([r.variant, r.seed, *cell_of(r, grid_keys), r.get("devices", 1), r.norm_batch,
                     r.status, r.steps, r.diverged_at,
-                    r.best_acc, r.best_step, r.final_acc, *(r.steps_to_target.get(t) for t in targets),
+                    r.best_acc, r.best_step, r.final_acc, r.get("test_acc_at_best"), r.get("final_test_acc"),
+                    *(r.steps_to_target.get(t) for t in targets),
                     f"{r.train_s:.1f}", f"{r.wall_s:.1f}", r.run_id])
     return buf.getvalue()
 
@@ -395,7 +404,7 @@ def build_report(source: Path, out_dir: Path | None = None, out_root: Path = Pat
     keys = list(spec.grid)
     cells = summarize(records, list(spec.variants), spec.reference, spec.cells())
 
-    figures = [plots.accuracy_curves(cells, keys, out / "accuracy.png", f"{spec.name}: held-out accuracy")]
+    figures = [plots.accuracy_curves(cells, keys, out / "accuracy.png", f"{spec.name}: validation accuracy")]
     fig = plots.sigmoid_inputs(cells, keys, out / "sigmoid_inputs.png", list(spec.variants))
     if fig:
         figures.append(fig)
