@@ -78,6 +78,25 @@ class RunContext:
     output_dir: str
     choices: dict = field(default_factory=dict)
     overrides: list = field(default_factory=list)
+    job_num: int | None = None  # the job's number in a Hydra multirun (None: a single run)
+
+
+def gpu_placement(trainer_cfg: DictConfig, job_num: int | None, gpus: int | None = None) -> dict:
+    """Trainer arguments that place a one-device job of a sweep: jobs are dealt round-robin over
+    the machine's GPUs (job k on GPU k mod n), so jobs running side by side (hydra/launcher=local:
+    one per core) fill every GPU, where Lightning would put each on GPU 0. Only for
+    `trainer.devices: 1` with accelerator gpu, cuda or auto and several GPUs visible (`gpus`:
+    torch's count); an explicit device list, DDP jobs and SLURM tasks (which see their own
+    allocation) are left alone."""
+    if job_num is None or str(trainer_cfg.get("devices", 1)) != "1":
+        return {}
+    if str(trainer_cfg.get("accelerator", "auto")) not in ("gpu", "cuda", "auto"):
+        return {}
+    if gpus is None:
+        import torch
+
+        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return {"devices": [job_num % gpus]} if gpus > 1 else {}
 
 
 def device_count(trainer_cfg: DictConfig) -> int:

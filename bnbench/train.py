@@ -53,8 +53,8 @@ from bnbench.loggers import build_logger, finish_logger
 from bnbench.nn.norm import create_norm
 from bnbench.nn.population import estimate_population_statistics
 from bnbench.nn.sync import average_running_stats
-from bnbench.parallel import (ProcessPlan, RunContext, launch_workers, leave_process_group, plan_processes,
-                              trainer_arguments)
+from bnbench.parallel import (ProcessPlan, RunContext, gpu_placement, launch_workers, leave_process_group,
+                              plan_processes, trainer_arguments)
 from bnbench.recipe import Recipe, resolve_recipe
 from bnbench.results.env import code_version, fingerprint
 from bnbench.results.record import SCHEMA_VERSION, Curves, Record
@@ -290,6 +290,7 @@ def run(cfg: DictConfig) -> dict | None:
     if HydraConfig.initialized():  # Hydra made it; the W&B files and a fallback record go there
         multirun = HydraConfig.get().mode == RunMode.MULTIRUN
         check_writable(output_dir, "hydra.sweep.dir" if multirun else "hydra.run.dir")
+        ctx.job_num = HydraConfig.get().job.num if multirun else None
     if plan.mode != "spawn":
         return train_process(cfg, ctx, plan)
     build(cfg, plan)  # bad input fails here, before any process starts
@@ -326,8 +327,9 @@ def train_process(cfg: DictConfig, ctx: RunContext, plan: ProcessPlan) -> dict |
         callbacks.append(faults)
     logger = build_logger(cfg, ctx.run_id, ctx.choices, output_dir, resume_id=resumed.get("wandb_id")) \
         if plan.is_zero else None
+    placement = {} if plan.ddp else gpu_placement(cfg.trainer, ctx.job_num)  # README, "Studies fill the machine"
     trainer = instantiate(cfg.trainer, logger=logger or False, callbacks=callbacks, enable_progress_bar=bar,
-                          default_root_dir=str(output_dir), **trainer_arguments(plan))
+                          default_root_dir=str(output_dir), **trainer_arguments(plan), **placement)
 
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()

@@ -249,3 +249,31 @@ def test_slurm_tasks_are_the_ranks_and_lightning_does_not_requeue(monkeypatch):
     monkeypatch.setenv("SLURM_NTASKS", "1"), monkeypatch.setenv("SLURM_NTASKS_PER_NODE", "1")  # one task: a one-process run, still no Lightning requeue
     (plugin,) = trainer_arguments(plan_processes(compose([])))["plugins"]
     assert isinstance(plugin, SLURMEnvironment) and not plugin.auto_requeue
+
+
+@pytest.mark.parametrize("trainer, job_num, gpus, expected", [
+    ({"devices": 1, "accelerator": "auto"}, 5, 4, {"devices": [1]}),  # job 5 on GPU 5 mod 4
+    ({"devices": 1, "accelerator": "gpu"}, 0, 2, {"devices": [0]}),
+    ({"devices": "1", "accelerator": "cuda"}, 3, 2, {"devices": [1]}),
+    ({"devices": 1, "accelerator": "auto"}, None, 4, {}),  # a single run: Lightning's choice
+    ({"devices": 1, "accelerator": "auto"}, 5, 1, {}),  # one GPU: nothing to choose
+    ({"devices": 1, "accelerator": "auto"}, 5, 0, {}),  # no GPU
+    ({"devices": 1, "accelerator": "cpu"}, 5, 4, {}),
+    ({"devices": 2, "accelerator": "gpu"}, 5, 4, {}),  # a multi-device job places itself
+    ({"devices": [3], "accelerator": "gpu"}, 5, 4, {}),  # an explicit device list is the user's
+])
+def test_sweep_jobs_are_dealt_over_the_gpus(trainer, job_num, gpus, expected):
+    from omegaconf import OmegaConf
+
+    from bnbench.parallel import gpu_placement
+
+    assert gpu_placement(OmegaConf.create(trainer), job_num, gpus) == expected
+
+
+def test_without_gpus_a_sweep_job_is_not_placed():
+    from omegaconf import OmegaConf
+
+    from bnbench.parallel import gpu_placement
+
+    assert gpu_placement(OmegaConf.create({"devices": 1, "accelerator": "auto"}), 3) == (
+        {} if torch.cuda.device_count() < 2 else {"devices": [3 % torch.cuda.device_count()]})
