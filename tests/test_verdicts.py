@@ -275,6 +275,17 @@ def test_faster_when_both_reach_at_the_first_evaluation_is_inconclusive():
     assert j.verdict == "inconclusive" and j.effect.endswith("(95% CI, n=3)")
 
 
+def test_faster_has_no_target_when_the_reference_never_learned():
+    """The MLP without BN at lr 16 stays at chance: every run "reaches" its end accuracy at the
+    first evaluation, so a speed-up (1x, 27x...) would be noise; the rule says there is no data."""
+    records = [run("base", s, ramp(3, 0.105, noise=0.002, seed=s)) for s in range(5)]
+    records += [run("bn", s, ramp(4 + s, 0.89, seed=s)) for s in range(5)]
+    j = verdict_of(FASTER, records)
+    assert j.verdict == "no data" and j.observed.startswith("no target to race to")
+    records[0] = run("base", 0, ramp(10, 0.5, seed=0))  # one seed learned: that seed has a race
+    assert verdict_of(FASTER, records).verdict != "no data"
+
+
 # --------------------------------------------------------------------------- higher_final, higher_best
 
 
