@@ -16,7 +16,7 @@ import pytest
 from timing import side_by_side
 
 DEFAULT_DATA = "/usr/share/datasets/fashion-mnist"  # conf/data/fashion_mnist.yaml's root
-STEPS = 4000  # the paper MLP + BN: a few seconds per job, long against a job's start-up
+STEPS = 15000  # the paper MLP + BN: ~25 s per job, long against a job's start-up (imports, data)
 
 
 def sweep(tmp_path: Path, seeds: list[int]) -> None:
