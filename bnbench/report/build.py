@@ -86,9 +86,9 @@ def _target_text(ref: str, ref_summary: VariantSummary) -> str:
             f"`{ref}`'s steps / the variant's, paired by seed, geometric mean over seeds of the two intervals' "
             f"midpoints [95% bootstrap interval, also spanning each interval's ends; the range over seeds with fewer "
             f"than {MIN_SEEDS}]; a run that never got there counts as needing more than its budget (\"bounds\": only "
-            "bounds are known). Accuracies in %, mean ± sd over seeds: best and final on the validation set (best: "
-            f"the highest mean of {WINDOW} consecutive evaluations); on the test set, never selected on, at the "
-            "step of the best single validation evaluation and at the end.")
+            "bounds are known). Accuracies in %, mean ± sd over seeds: best (a run's best single evaluation) and "
+            "final on the validation set; on the test set, never selected on, at the step of that best "
+            "evaluation and at the end.")
 
 
 @dataclass
