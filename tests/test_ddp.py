@@ -208,7 +208,7 @@ def test_multirun_of_two_process_jobs_gives_one_record_and_one_wandb_run_per_job
     assert not (tmp_path / "multirun").exists() and not (tmp_path / "lightning_logs").exists()
 
 
-@pytest.mark.parametrize("launcher", ["local", "submitit_local"])
+@pytest.mark.parametrize("launcher", ["local", pytest.param("submitit_local", marks=pytest.mark.slow)])  # submitit: make test-slurm
 def test_study_with_a_two_process_job_gives_one_record_per_job(odd_data, tmp_path, launcher):
     """Under `bnbench study` (joblib's reused workers, or submitit's process per job) a
     2-process job is one run: one record, one W&B run."""

@@ -70,14 +70,14 @@ def uninterrupted(tiny_data, tmp_path_factory) -> Path:
     return cwd
 
 
-# The default suite runs three of these; `make test-faults` (or -m slow) all six.
+# The default suite runs the first of these; `make test-faults` (or -m slow) all six.
 @pytest.mark.parametrize("faults, resumed_at", [
     (["step-24"], [21]),                        # between checkpoints, inside an epoch
     pytest.param(["step-32"], [28], marks=pytest.mark.slow),  # 2 batches short of an epoch's end
-    (["checkpoint-written@3"], [14]),           # during the 3rd checkpoint's write: the 2nd is used
+    pytest.param(["checkpoint-written@3"], [14], marks=pytest.mark.slow),  # during the 3rd checkpoint's write: the 2nd is used
     pytest.param(["checkpoint-saved@5"], [35], marks=pytest.mark.slow),  # just after a checkpoint
     pytest.param(["trained"], [49], marks=pytest.mark.slow),  # training over, the record not yet written
-    (["step-24", "step-45"], [21, 42]),         # killed twice
+    pytest.param(["step-24", "step-45"], [21, 42], marks=pytest.mark.slow),  # killed twice
 ])
 def test_a_killed_run_resumes_to_the_same_record_curves_and_weights(tiny_data, tmp_path, uninterrupted, faults,
                                                                      resumed_at):
@@ -89,6 +89,7 @@ def test_a_killed_run_resumes_to_the_same_record_curves_and_weights(tiny_data, t
     assert not any((tmp_path / "results" / "adhoc" / "checkpoints").iterdir())  # finished: checkpoints gone
 
 
+@pytest.mark.slow  # 10-30 s; make test-faults runs it
 def test_a_run_killed_from_outside_while_it_trains_resumes_exactly(tiny_data, tmp_path):
     """SIGKILL from another process, at whatever moment the run has reached once it has a checkpoint.
     Longer run (400 steps) so the kill lands in training, not after it."""
@@ -113,6 +114,7 @@ def test_a_run_killed_from_outside_while_it_trains_resumes_exactly(tiny_data, tm
     assert len(record["resumed_at"]) == 1 and 0 < record["resumed_at"][0] < 400
 
 
+@pytest.mark.slow  # 10-30 s; make test-faults runs it
 def test_dropout_and_distortions_draw_the_same_random_numbers_after_a_resume(tmp_path):
     """inception_mini with dropout 0.4 and photometric distortions draws from torch's global
     generator every step: a resume must put it back exactly (and the loaders must not draw from it).
@@ -148,6 +150,7 @@ def test_a_two_process_run_resumes_when_one_rank_is_killed(tiny_data, tmp_path):
     assert assert_same_run(whole, cut)["resumed_at"] == [21]
 
 
+@pytest.mark.slow  # 10-30 s; make test-faults runs it
 def test_a_study_killed_mid_job_is_finished_by_relaunching_it(tiny_data, tmp_path):
     """The job's worker process is killed (joblib); relaunching the launch runs the job again and
     it resumes from its checkpoint, ending as the uninterrupted study's run."""
@@ -165,6 +168,7 @@ def test_a_study_killed_mid_job_is_finished_by_relaunching_it(tiny_data, tmp_pat
     assert assert_same_run(whole / "results", cut / "results")["resumed_at"] == [21]
 
 
+@pytest.mark.slow  # 10-30 s; make test-faults runs it
 def test_resume_can_be_turned_off_and_checkpoints_can_be_turned_off(tiny_data, tmp_path):
     args = [*RUN, f"data.root={tiny_data}"]
     assert run_cli(*args, cwd=tmp_path, env={"BNBENCH_FAULT": "step-24"}).returncode == KILLED

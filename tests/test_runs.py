@@ -262,6 +262,7 @@ def test_a_failing_job_does_not_stop_the_study_and_the_study_exits_1(tiny_data, 
     assert "1 failed" in (tmp_path / "reports" / "mixed" / "report.md").read_text()
 
 
+@pytest.mark.slow  # ~11 s; submitit runs for real in make test-slurm (CI)
 def test_study_with_hydras_submitit_local_launcher(tiny_data, tmp_path):
     """The cluster path minus the cluster: submitit pickles the task and config and runs each
     job in its own process. Outputs of the launch sit together under outputs/<study>/<launch>."""

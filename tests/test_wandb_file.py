@@ -36,6 +36,7 @@ grid:
 reference: plain
 claims:
   - {claim: BN is faster, rule: faster, variant: bn}
+  - {claim: BN ends higher, rule: higher_final, variant: bn}
 """
 NORM = {"plain": "none", "bn": "batch"}
 
@@ -115,7 +116,7 @@ def expected_rows(data: dict) -> tuple[dict, list[dict]]:
                                       if c["variant"] == v["variant"])}
     claims_rows = [{"cell": cell["title"], "claim": c["claim"], "rule": c["rule"], "variant": c["variant"],
                     "reference": c["reference"], "verdict": c["verdict"], "observed": c["observed"],
-                    "effect": c["effect"], "unit": c["unit"], **{k: c["interval"][k] for k in
+                    "effect": c["effect"], "unit": c["unit"], **{k: (c["interval"] or {}).get(k) for k in
                                                                   ("point", "low", "high", "n", "method")},
                     "against_paper": c["against_paper"]} for cell in data["cells"] for c in cell["claims"]]
     return summary_rows, claims_rows
@@ -139,14 +140,16 @@ def test_the_report_run_holds_summary_json_as_tables(study):
     assert (cfg["study"], cfg["launch"], cfg["reference"]) == ("tiny", data["launch"], "plain")
     rows, claims = logged_rows(path)
     assert (rows, claims) == expected_rows(data)
-    assert rows.keys() == {("recipe.lr=0.5", "plain"), ("recipe.lr=0.5", "bn")} and len(claims) == 1
+    assert rows.keys() == {("recipe.lr=0.5", "plain"), ("recipe.lr=0.5", "bn")} and len(claims) == 2
     # ... which are the runs' figures (one seed: a mean is the run's own)
     for (_, variant), row in rows.items():
         rec = next(r for r in read_archive(study / "reports" / "tiny")[1] if r["variant"] == variant)
         assert (row["best_acc"], row["final_acc"], row["test_acc_at_best"], row["final_test_acc"]) == (
             rec["best_acc"], rec["final_acc"], rec["test_acc_at_best"], rec["final_test_acc"])
     bn = rows[("recipe.lr=0.5", "bn")]
-    assert bn["speedup"] is not None and bn["verdicts"] == f"BN is faster: {claims[0]['verdict']}"
+    assert bn["speedup"] is not None
+    assert bn["verdicts"] == f"BN is faster: {claims[0]['verdict']}; BN ends higher: {claims[1]['verdict']}"
+    assert claims[1]["point"] is not None  # higher_final always has an interval (faster may have no target)
 
 
 def test_a_report_rebuilt_from_its_records_logs_no_new_run(study, tmp_path):

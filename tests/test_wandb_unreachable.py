@@ -133,7 +133,7 @@ def train(tiny_data: Path, tmp_path: Path, url: str, *overrides: str):
     return proc, time.monotonic() - t0
 
 
-@pytest.mark.parametrize("server", ["closed", "silent"])
+@pytest.mark.parametrize("server", ["closed", pytest.param("silent", marks=pytest.mark.slow)])  # silent: make test-faults
 def test_an_unreachable_server_gives_an_offline_run_by_default(server, tiny_data, tmp_path, request, offline_wall):
     url = f"http://127.0.0.1:{closed_port()}" if server == "closed" else request.getfixturevalue("silent_server")
     proc, wall = train(tiny_data, tmp_path, url)
@@ -168,6 +168,7 @@ def test_an_unreachable_server_with_on_unreachable_fail_stops_in_one_line(tiny_d
     assert not list(tmp_path.rglob("offline-run-*"))
 
 
+@pytest.mark.slow  # 8-22 s; make test-faults runs it
 def test_on_unreachable_fail_is_one_line_from_a_two_process_run_too(tiny_data, tmp_path):
     """Rank 0 meets the error inside its worker process; the job still ends with the one line."""
     url = f"http://127.0.0.1:{closed_port()}"
@@ -179,6 +180,7 @@ def test_on_unreachable_fail_is_one_line_from_a_two_process_run_too(tiny_data, t
     assert "rank 0 of 2 exited" not in proc.stderr and not records_under(tmp_path)
 
 
+@pytest.mark.slow  # 8-22 s; make test-faults runs it
 def test_a_server_gone_silent_mid_run_holds_its_end_at_most_finish_timeout(tiny_data, tmp_path, offline_wall,
                                                                            server_that_goes_silent):
     proc, wall = train(tiny_data, tmp_path, server_that_goes_silent)
