@@ -282,8 +282,20 @@ def test_faster_has_no_target_when_the_reference_never_learned():
     records += [run("bn", s, ramp(4 + s, 0.89, seed=s)) for s in range(5)]
     j = verdict_of(FASTER, records)
     assert j.verdict == "no data" and j.observed.startswith("no target to race to")
-    records[0] = run("base", 0, ramp(10, 0.5, seed=0))  # one seed learned: that seed has a race
-    assert verdict_of(FASTER, records).verdict != "no data"
+    records[0] = run("base", 0, ramp(10, 0.5, seed=0))  # one seed learned: that seed alone has a race
+    j = verdict_of(FASTER, records)
+    assert j.verdict != "no data" and j.n == 1 and "1/1 seeds" in j.observed
+
+
+def test_a_reference_at_chance_sets_no_target_for_the_tables_either():
+    """The guard lives where targets are set (summary.target_of): no steps to target, no speed-up."""
+    from bnbench.report.summary import paired_speedup, summarize
+
+    records = [run("base", s, ramp(3, 0.105, noise=0.002, seed=s)) for s in range(3)]
+    records += [run("bn", s, ramp(4 + s, 0.89, seed=s)) for s in range(3)]
+    (cell,) = summarize(records, ["base", "bn"], "base", [{}]).values()
+    assert all(r.target is None and r.reach is None for r in cell["bn"].rows)
+    assert paired_speedup(cell["bn"], cell["base"]).interval is None
 
 
 # --------------------------------------------------------------------------- higher_final, higher_best

@@ -23,7 +23,7 @@ from bnbench.report.claims import fmt_x, judge
 from bnbench.report.document import Block, Bullets, Figures, Heading, Para, Quote, Table, markdown, md_lines
 from bnbench.report.stats import MIN_SEEDS
 from bnbench.report.summary import (
-    FRACTIONS, VariantSummary, cell_of, contrast, drift_means, eval_interval, lookup, mean_sd, mean_threshold,
+    CHANCE_MARGIN, FRACTIONS, VariantSummary, cell_of, contrast, drift_means, end_acc, eval_interval, lookup, mean_sd, mean_threshold,
     median_steps, paired_speedup, summarize,
 )
 from bnbench.results.archive import RECORDS, compact, has_archive, read_archive, write_archive
@@ -72,9 +72,27 @@ def _speedup(s: VariantSummary, ref: VariantSummary, fraction: float = 1.0) -> s
     return _x_interval(paired_speedup(s, ref, fraction).interval) if s.rows else "–"
 
 
+def _seed_targets(rows) -> str:
+    """Each seed's target; a seed whose reference ends at chance (summary.target_of) has none."""
+    parts, at_chance = [], []
+    for r in rows:
+        level = end_acc(r.record)
+        if r.target is not None:
+            parts.append(_pct(r.target) + "%")
+        elif level is not None:
+            at_chance.append(f"s{r.seed} {_pct(level)}%")
+        else:
+            parts.append(f"none: s{r.seed} {r.record.status}")
+    text = ", ".join(parts)
+    if at_chance:
+        text += ("; " if text else "") + (f"none where the reference ends within {CHANCE_MARGIN * 100:g} points "
+                                          "of chance: " + ", ".join(at_chance))
+    return text or "n/a"
+
+
 def _target_text(ref: str, ref_summary: VariantSummary) -> str:
     """How the target and the steps to it are read (the speed-up table's caption)."""
-    targets = ", ".join(_pct(r.target) + "%" for r in ref_summary.rows if r.target is not None) or "n/a"
+    targets = _seed_targets(ref_summary.rows)
     every = sorted({e for r in ref_summary.rows if (e := eval_interval(r.record)) is not None})
     every_text = ", ".join(f"{e:,}" for e in every) or "n/a"
     return (f"Target: `{ref}`'s end accuracy, the mean of its last {WINDOW} evaluations of validation accuracy "

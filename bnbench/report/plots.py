@@ -235,6 +235,7 @@ def speedup_vs_target(cells: dict, keys: list[str], path: Path, reference: str |
         ax.axis("off")
     for ax, (cell, ref, others) in zip(axes.flat, panels):
         xs = [mean_threshold(ref, f) for f in FRACTIONS]
+        drawn = False
         for i, (name, summary) in enumerate(others):
             color = COLORS[i % len(COLORS)]
             dx = (i - (len(others) - 1) / 2) * 0.15  # side by side
@@ -242,6 +243,7 @@ def speedup_vs_target(cells: dict, keys: list[str], path: Path, reference: str |
                    if x is not None and sp.interval is not None]
             if not pts:
                 continue
+            drawn = True
             known = [(x, iv.point) for x, iv in pts if iv.point is not None]
             if known:
                 ax.plot(*zip(*known), "o-", color=color, label=name, ms=4)
@@ -257,7 +259,11 @@ def speedup_vs_target(cells: dict, keys: list[str], path: Path, reference: str |
         ax.set_xlabel(f"target accuracy (%; mean over seeds; rightmost: `{reference}`'s end accuracy)")
         ax.set_ylabel(f"speed-up over `{reference}`\n(its steps / the variant's)")
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8)
+        if drawn:
+            ax.legend(fontsize=8)
+        else:  # e.g. a reference that stays at chance sets no target (summary.target_of)
+            ax.text(0.5, 0.5, f"no target: `{reference}` sets none in any seed", transform=ax.transAxes,
+                    ha="center", va="center", fontsize=9, color="0.4")
     fig.suptitle("Speed-up against the target: geometric mean over seeds, 95% interval")
     return _save(fig, path)
 

@@ -6,6 +6,8 @@ series used for selection (`targets.SELECTION`). The paper's target was its base
 accuracy (72.2%, Inception's maximum); a maximum over hundreds of noisy evaluations is mostly
 noise (on a plateau it lands late, on a lucky draw), the end level is not. A reference run that
 did not complete (diverged, failed) or has no evaluation sets no target: its seed has no data.
+Nor does one that ends within `CHANCE_MARGIN` (5 points) of chance: every run "reaches" chance
+at its first evaluation, so a race to it says nothing about speed (the MLP without BN at lr 16).
 
 **Steps to target.** The first evaluation at which a run's smoothed curve (centred mean over
 `WINDOW` evaluations, bnbench/results/targets.py) reaches the target, read as the interval it
@@ -50,6 +52,7 @@ from bnbench.results.record import Record
 from bnbench.results.targets import end_level, peak_level, reach_index, selection_curve
 
 FRACTIONS = (0.5, 0.75, 0.9, 0.95, 0.98, 0.99, 1.0)  # of the way from chance to the reference's end level
+CHANCE_MARGIN = 0.05  # accuracies within this of chance (1 / classes) count as "at chance"
 
 
 def lookup(tree: dict, dotted: str):
@@ -83,6 +86,15 @@ def end_acc(record: Record | Mapping) -> float | None:
     if record.status != "completed":
         return None
     return end_level(selection_curve(record)[1])
+
+
+def target_of(record: Record | Mapping) -> float | None:
+    """The target a reference run sets for its seed: its end level, unless it has none or it
+    is within `CHANCE_MARGIN` of chance (then None: no race for that seed)."""
+    level, c = end_acc(record), chance(record)
+    if level is None or (c is not None and level <= c + CHANCE_MARGIN):
+        return None
+    return level
 
 
 def peak_acc(record: Record | Mapping) -> float | None:
@@ -214,7 +226,7 @@ def summarize(records: list[Record | Mapping], variants: list[str], reference: s
 
 
 def _pair_with_reference(by_variant: dict[str, VariantSummary], ref: VariantSummary) -> None:
-    targets = {r.seed: (r.record, end_acc(r.record)) for r in ref.rows}
+    targets = {r.seed: (r.record, target_of(r.record)) for r in ref.rows}
     for summary in by_variant.values():
         for row in summary.rows:
             ref_rec, target = targets.get(row.seed, (None, None))

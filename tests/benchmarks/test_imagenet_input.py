@@ -131,13 +131,7 @@ def large_images(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread, as in a DataLoader worker (torch sets 1 there) and a study job."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/benchmarks/conftest.py
 
 
 def training_set(root: Path, draft: bool, kind: type[TrainImages] = TrainImages) -> TrainImages:

@@ -26,12 +26,7 @@ from bnbench.system import Classifier
 from timing import report, side_by_side
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/benchmarks/conftest.py
 
 
 BN_SHAPES = {"mlp_60x100": (60, 100), "conv_32x64x7x7": (32, 64, 7, 7)}
