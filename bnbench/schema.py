@@ -186,7 +186,7 @@ class RunConf:
     test_at: TestAt = TestAt["best"]
     max_loss: float = bounded(100.0, above=0, why="the loss above which a run counts as diverged")
     check_every: int = bounded(10, 1, why="steps between divergence checks")
-    channels_last: bool = False
+    channels_last: Optional[bool] = None  # null: auto (bnbench/train.py, resolve_channels_last)
     checkpoint: CheckpointConf = field(default_factory=CheckpointConf)
     resume: bool = True
 

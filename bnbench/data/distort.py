@@ -7,7 +7,6 @@ all of them by a stated fraction. Each example draws its own factors.
 
 from __future__ import annotations
 
-import kornia.augmentation as K
 from torch import nn
 
 
@@ -17,4 +16,6 @@ def build_distortion(channels: int, brightness: float, contrast: float, saturati
         saturation = hue = 0.0  # grayscale has neither
     if not any((brightness, contrast, saturation, hue)):
         return None
+    import kornia.augmentation as K  # ~0.3 s of start-up: only for runs that distort
+
     return K.ColorJitter(brightness=brightness, contrast=contrast, saturation=saturation, hue=hue, p=1.0)

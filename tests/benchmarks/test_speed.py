@@ -130,12 +130,12 @@ def step_parts(model_name: str, steps: int):
     return recipe, build(), loader
 
 
-def run_bnbench(steps: int, model_name: str = "paper_mlp") -> None:
+def run_bnbench(steps: int, model_name: str = "paper_mlp", channels_last: bool = False) -> None:
     recipe, model, loader = step_parts(model_name, steps)
     trainer = pl.Trainer(max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0,
                          log_every_n_steps=100, accelerator="cpu", devices=1)
-    trainer.fit(Classifier(model, recipe, 10), train_dataloaders=loader)
+    trainer.fit(Classifier(model, recipe, 10, channels_last=channels_last), train_dataloaders=loader)
 
 
 def run_bare(steps: int, model_name: str = "paper_mlp") -> None:
@@ -170,3 +170,20 @@ def test_training_step_against_a_bare_loop(benchmark, model_name):
     benchmark.extra_info.update({f"steps_per_s_{k}": steps / v for k, v in medians.items()})
     print(f"[bench] steps/s: bnbench {steps / medians['bnbench']:.0f}, bare {steps / medians['bare']:.0f}")
     benchmark.pedantic(run_bnbench, args=(steps, model_name), rounds=1, iterations=1)
+
+
+def test_inception_mini_channels_last_on_cpu(benchmark):
+    """`run.channels_last` (null = auto: on for convolutional models on CPU, bnbench/train.py):
+    the same bnbench training steps of inception_mini + BN with NHWC model and batches against
+    NCHW, side by side."""
+    import logging
+    import warnings
+
+    logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore")
+    steps = MODELS["inception_mini"][2]
+    medians = side_by_side({"channels_last": lambda: run_bnbench(steps, "inception_mini", True),
+                            "contiguous": lambda: run_bnbench(steps, "inception_mini", False)}, rounds=3)
+    report(benchmark, f"{steps} training steps, inception_mini + BN, NHWC against NCHW", medians, unit="ms",
+           scale=1e3)
+    benchmark.pedantic(run_bnbench, args=(steps, "inception_mini", True), rounds=1, iterations=1)
