@@ -52,7 +52,10 @@ def test_train_to_its_first_step(benchmark, tmp_path, logger):
     """Roadmap target: `bnbench train` to its first training step under 3 s (W&B offline)."""
     if not Path(DEFAULT_DATA).is_dir():
         pytest.skip(f"the default data is not installed ({DEFAULT_DATA})")
+    # the floor under any Lightning run: importing Lightning (torch, torch._dynamo through
+    # lightning_fabric.wrappers, torchmetrics and the scipy.signal it imports)
     medians = side_by_side({f"train logger={logger}, to step 1": lambda: to_first_step(tmp_path, logger),
+                            "import pytorch_lightning": lambda: run("-c", "import pytorch_lightning"),
                             "python -c pass": lambda: run("-c", "pass")}, rounds=3)
     report(benchmark, f"bnbench train (paper MLP + BN, logger={logger}) to its first step", medians,
            unit="ms", scale=1e3)
