@@ -99,10 +99,11 @@ def build(cfg: DictConfig, plan: ProcessPlan | None = None) -> Parts:
         norm_layer=norm_layer, dropout=recipe.dropout, lrn=recipe.lrn,
     )
     distortion = build_distortion(datamodule.channels, recipe.brightness, recipe.contrast, recipe.saturation, recipe.hue)
-    if cfg.run.channels_last is None:
-        cfg.run.channels_last = resolve_channels_last(cfg, model)  # the record's config says what was used
+    channels_last = cfg.run.channels_last
+    if channels_last is None:  # auto; the config stays null (it is part of the run's identity)
+        channels_last = resolve_channels_last(cfg, model)
     system = Classifier(model, recipe, datamodule.num_classes, distortion, cfg.run.max_loss, cfg.run.check_every,
-                        cfg.run.channels_last)
+                        channels_last)
     check_trainer(cfg, plan)
     return Parts(recipe, datamodule, system)
 
@@ -111,7 +112,8 @@ def resolve_channels_last(cfg: DictConfig, model: torch.nn.Module) -> bool:
     """`run.channels_last: null` (auto): NHWC for a model with 2-d convolutions trained on CPU,
     where oneDNN's NHWC convolutions measured faster (inception_mini, one thread: 1.3x per
     training step, 1.6x per evaluation; README, "Speed"); NCHW on GPUs, not measured there (set
-    it true with bf16 and tensor cores)."""
+    it true with bf16 and tensor cores). A record says which through its config (null), its
+    device (`env.device`) and its model."""
     accelerator = str(cfg.trainer.get("accelerator", "auto"))
     on_cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
     return on_cpu and any(isinstance(m, torch.nn.Conv2d) for m in model.modules())

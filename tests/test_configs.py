@@ -148,12 +148,12 @@ def test_norm_kernel_reaches_the_own_bn_and_is_checked():
     ("mlp", None, False),  # auto: no convolution
     ("inception_mini", False, False),  # said: kept
 ])
-def test_channels_last_auto_resolves_and_the_config_says_what_was_used(tiny_data, model, asked, expected):
+def test_channels_last_auto_resolves_and_leaves_the_config_as_asked(tiny_data, model, asked, expected):
     cfg = compose([f"model={model}", f"data.root={tiny_data}", "trainer.accelerator=cpu",
                    f"run.channels_last={'null' if asked is None else str(asked).lower()}"])
     system = build(cfg).system
     system.setup("fit")
-    assert cfg.run.channels_last is expected and system.channels_last is expected
+    assert system.channels_last is expected and cfg.run.channels_last is asked  # the run's identity: as asked
     convs = [m.weight for m in system.model.modules() if isinstance(m, torch.nn.Conv2d)]
     assert (len(convs) > 0) == (model == "inception_mini")
     assert all(w.is_contiguous(memory_format=torch.channels_last) == expected

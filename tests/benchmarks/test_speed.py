@@ -22,7 +22,7 @@ from bnbench.models.mlp import MLP
 from bnbench.nn.batchnorm import BatchNorm
 from bnbench.nn.norm import create_norm
 from bnbench.recipe import Recipe
-from bnbench.system import Classifier
+from bnbench.system import Classifier, parameter_groups
 from timing import report, side_by_side
 
 
@@ -139,8 +139,11 @@ def run_bnbench(steps: int, model_name: str = "paper_mlp", channels_last: bool =
 
 
 def run_bare(steps: int, model_name: str = "paper_mlp") -> None:
+    """The same work by hand: the recipe's SGD on the same parameter groups (weights with L2,
+    BN's gamma/beta and biases without) and its learning-rate schedule stepped every step."""
     recipe, model, loader = step_parts(model_name, steps)
-    opt = torch.optim.SGD(model.parameters(), lr=recipe.lr)
+    opt = torch.optim.SGD(parameter_groups(model, recipe.weight_decay), lr=recipe.lr)
+    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: recipe.decay_gamma ** (step / recipe.decay_every))
     done = 0
     while done < steps:
         for x, y in loader:
@@ -148,6 +151,7 @@ def run_bare(steps: int, model_name: str = "paper_mlp") -> None:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            schedule.step()
             done += 1
             if done == steps:
                 break
