@@ -166,3 +166,16 @@ def test_rules_needing_reference_without_reference_runs():
     for rule in ["faster", "never_reaches", "higher_best", "higher_final", "steadier_inputs"]:
         j = judge({"rule": rule, "variant": "bn"}, cell, "base")
         assert (j.observed, j.verdict) == ("no runs", "no data")
+
+
+def test_last_quarter_gain_tells_a_plateau_from_a_run_still_climbing():
+    from bnbench.report.summary import last_quarter_gain
+
+    steps = [1000 * (i + 1) for i in range(40)]
+    plateau = [0.9] * 40
+    climbing = [0.8 + 0.0025 * i for i in range(40)]  # +0.25 points per evaluation, to the end
+    assert last_quarter_gain(record("a", 0, plateau, step=steps)) == pytest.approx(0.0)
+    # end level (mean of evaluations 35..39) less the end level at step 30,000 (evaluations 25..29)
+    assert last_quarter_gain(record("a", 0, climbing, step=steps)) == pytest.approx(10 * 0.0025)
+    assert last_quarter_gain(record("a", 0, climbing, step=steps, status="diverged")) is None
+    assert last_quarter_gain(record("a", 0, climbing[:8], step=steps[:8])) is None  # too few evaluations

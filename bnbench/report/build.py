@@ -23,7 +23,7 @@ from bnbench.report.claims import fmt_x, judge
 from bnbench.report.document import Block, Bullets, Figures, Heading, Para, Quote, Table, markdown, md_lines
 from bnbench.report.stats import MIN_SEEDS
 from bnbench.report.summary import (
-    CHANCE_MARGIN, FRACTIONS, VariantSummary, cell_of, contrast, drift_means, end_acc, eval_interval, lookup, mean_sd, mean_threshold,
+    CHANCE_MARGIN, FRACTIONS, VariantSummary, cell_of, contrast, drift_means, end_acc, eval_interval, last_quarter_gain, lookup, mean_sd, mean_threshold,
     median_steps, paired_speedup, summarize,
 )
 from bnbench.results.archive import RECORDS, compact, has_archive, read_archive, write_archive
@@ -104,9 +104,15 @@ def _target_text(ref: str, ref_summary: VariantSummary) -> str:
             f"`{ref}`'s steps / the variant's, paired by seed, geometric mean over seeds of the two intervals' "
             f"midpoints [95% bootstrap interval, also spanning each interval's ends; the range over seeds with fewer "
             f"than {MIN_SEEDS}]; a run that never got there counts as needing more than its budget (\"bounds\": only "
-            "bounds are known). Accuracies in %, mean ± sd over seeds: best (a run's best single evaluation) and "
-            "final on the validation set; on the test set, never selected on, at the step of that best "
-            "evaluation and at the end.")
+            "bounds are known). " + ACCURACIES)
+
+
+# the results table's accuracy columns (also the caption where there is no reference)
+ACCURACIES = ("Accuracies in %, mean ± sd over seeds: best (a run's best single evaluation) and final on the "
+              f"validation set; last-quarter gain, in points: the end accuracy (mean of the last {WINDOW} "
+              "evaluations) less the same a quarter of the run's steps earlier, near 0 on a plateau, positive "
+              "while a run still climbs (completed runs); on the test set, never selected on, at the step of "
+              "that best evaluation and at the end.")
 
 
 @dataclass
@@ -190,8 +196,7 @@ def _results(rep: Report, cell: tuple, by_variant: dict) -> list[Block]:
     speed-up and accuracies."""
     ref = rep.ref
     out: list[Block] = [Heading(2, f"Results: {plots.cell_title(rep.keys, cell)}" if rep.keys else "Results")]
-    if ref:
-        out.append(Para(_target_text(ref, by_variant[ref])))
+    out.append(Para(_target_text(ref, by_variant[ref]) if ref else ACCURACIES))
     # Sec. 4.2.1 (6): show how often example pairs meet again, where the variants' orders differ
     rates = {name: {round(r, 4) for r in s.field("co_batch_rate") if r is not None} for name, s in by_variant.items()}
     show_rate = len(set().union(*rates.values())) > 1
@@ -200,11 +205,12 @@ def _results(rep: Report, cell: tuple, by_variant: dict) -> list[Block]:
         rows.append([f"`{name}`", s.n, _status(s), _steps(s) if ref else "–",
                      _speedup(s, by_variant[ref]) if ref else "–", _seconds(s.values("seconds")) if ref else "–",
                      _mean_sd_pct(s.field("best_acc")), _mean_sd_pct(s.field("final_acc")),
+                     _mean_sd_pct([last_quarter_gain(r.record) for r in s.rows]),
                      _mean_sd_pct(s.field("test_acc_at_best")), _mean_sd_pct(s.field("final_test_acc"))]
                     + ([", ".join(f"{r:.3f}" for r in sorted(rates[name])) or "–"] if show_rate else []))
     out.append(Table(rep.table_name("results", cell),
                      ["variant", "runs", "status", "steps to target", "speed-up", "train time to target", "best acc",
-                      "final acc", "test acc at best", "final test acc"] + (["pairs re-batched"] if show_rate else []),
+                      "final acc", "last-quarter gain", "test acc at best", "final test acc"] + (["pairs re-batched"] if show_rate else []),
                      rows))
     if show_rate:
         out.append(Para("Pairs re-batched (Sec. 4.2.1, modification 6): of the example pairs sharing a mini-batch "

@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from bnbench.report.drift import drift_summary
 from bnbench.report.stats import Interval, mean_interval
 from bnbench.results.record import Record
-from bnbench.results.targets import end_level, peak_level, reach_index, selection_curve
+from bnbench.results.targets import end_level, late_gain, peak_level, reach_index, selection_curve
 
 FRACTIONS = (0.5, 0.75, 0.9, 0.95, 0.98, 0.99, 1.0)  # of the way from chance to the reference's end level
 CHANCE_MARGIN = 0.05  # accuracies within this of chance (1 / classes) count as "at chance"
@@ -95,6 +95,13 @@ def target_of(record: Record | Mapping) -> float | None:
     if level is None or (c is not None and level <= c + CHANCE_MARGIN):
         return None
     return level
+
+
+def last_quarter_gain(record: Record | Mapping) -> float | None:
+    """A completed run's rise over its last quarter of steps (targets.late_gain): ~0 on a plateau."""
+    if Record.of(record).status != "completed":
+        return None
+    return late_gain(*selection_curve(record))
 
 
 def peak_acc(record: Record | Mapping) -> float | None:

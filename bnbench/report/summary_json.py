@@ -24,7 +24,7 @@ from bnbench.report.claims import UNITS, judge
 from bnbench.report.plots import cell_title
 from bnbench.report.stats import Interval
 from bnbench.report.summary import (
-    FRACTIONS, VariantSummary, cell_of, contrast, drift_means, end_acc, mean_sd, mean_threshold, median_steps,
+    FRACTIONS, VariantSummary, cell_of, contrast, drift_means, end_acc, last_quarter_gain, mean_sd, mean_threshold, median_steps,
     paired_speedup,
 )
 from bnbench.results.store import finite
@@ -61,6 +61,7 @@ def _variant(name: str, s: VariantSummary, ref: VariantSummary | None, steps_tex
         "best_acc": _stat(s, s.field("best_acc")),
         "final_acc": _stat(s, s.field("final_acc")),
         "end_acc": _stat(s, [end_acc(r.record) for r in s.rows]),
+        "last_quarter_gain": _stat(s, [last_quarter_gain(r.record) for r in s.rows]),  # ~0: on a plateau
         "test_acc_at_best": _stat(s, s.field("test_acc_at_best")),  # reported beside, never selected on
         "final_test_acc": _stat(s, s.field("final_test_acc")),
         "drift": drift_means(s),

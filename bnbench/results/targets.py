@@ -17,6 +17,8 @@ apart on a plateau differ by a few tenths of a point), so no statistic here rest
   where the run ended. The reference's target is this (summary.py), not its best evaluation
   (a maximum over many noisy evaluations, reached late on a plateau by a lucky draw).
 * `peak_level`: the smoothed curve's highest value: the run's best accuracy.
+* `late_gain`: the end level less the end level a quarter of the run earlier: whether a run
+  still climbs at its end (a budget too short for its schedule) or sits on a plateau.
 * `reach`: the first evaluation at which the smoothed curve reaches a target, read as the
   interval it is: the curve got there after the evaluation before and by this one,
   (previous evaluation's step, this step] (the first evaluation's interval starts at step 0).
@@ -85,6 +87,21 @@ def peak_level(accs: Sequence, window: int = WINDOW) -> float | None:
     exactly when it is at most this)."""
     s = [x for x in smoothed(accs, window) if x is not None]
     return max(s) if s else None
+
+
+def late_gain(steps: Sequence, accs: Sequence, fraction: float = 0.25, window: int = WINDOW) -> float | None:
+    """How much the curve still rose over the last `fraction` of its steps: its end level minus
+    its end level at the last evaluation before that stretch (both means of `window`
+    evaluations). Near 0 on a plateau; a run still climbing shows it (a budget too short for
+    its schedule). None when that stretch holds fewer than `window` evaluations on each side."""
+    if not steps:
+        return None
+    cut = steps[-1] - fraction * steps[-1]
+    early = [a for s, a in zip(steps, accs) if s <= cut]
+    if len(early) < window or len(accs) - len(early) < window:
+        return None
+    end, before = end_level(accs, window), end_level(early, window)
+    return None if end is None or before is None else end - before
 
 
 def reach_index(accs: Sequence, target: float, window: int = WINDOW) -> int | None:
