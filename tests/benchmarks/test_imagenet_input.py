@@ -45,7 +45,7 @@ from PIL import Image
 
 from bnbench.data.imagefolder import (ImageFolderDataModule, TrainImages, crop_box, draft_for_crop, scan_split,
                                       to_tensor)
-from timing import report
+from timing import one_thread, report  # noqa: F401 (one_thread: a fixture)
 
 SIZE = (500, 375)        # ImageNet's typical training image (width, height); 1 in 5 portrait
 LARGE = (1000, 750)      # where reduced-size decoding can apply
@@ -131,7 +131,7 @@ def large_images(tmp_path_factory) -> Path:
     return root
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # tests/benchmarks/conftest.py
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/benchmarks/timing.py
 
 
 def training_set(root: Path, draft: bool, kind: type[TrainImages] = TrainImages) -> TrainImages:

@@ -23,10 +23,10 @@ from bnbench.nn.batchnorm import BatchNorm
 from bnbench.nn.norm import create_norm
 from bnbench.recipe import Recipe
 from bnbench.system import Classifier, parameter_groups
-from timing import report, side_by_side
+from timing import one_thread, report, side_by_side  # noqa: F401 (one_thread: a fixture)
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # tests/benchmarks/conftest.py
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/benchmarks/timing.py
 
 
 BN_SHAPES = {"mlp_60x100": (60, 100), "conv_32x64x7x7": (32, 64, 7, 7)}

@@ -5,6 +5,9 @@ from __future__ import annotations
 import statistics
 import time
 
+import pytest
+import torch
+
 
 def side_by_side(fns: dict, rounds: int, inner: int = 1) -> dict[str, float]:
     """Median seconds per call of each function, interleaved round by round."""
@@ -25,3 +28,14 @@ def report(benchmark, title: str, medians: dict[str, float], unit: str = "us", s
     benchmark.extra_info[f"ratio_{names[0]}_over_{names[1]}"] = ratio
     parts = ", ".join(f"{k} {v * scale:.1f} {unit}" for k, v in medians.items())
     print(f"\n[bench] {title}: {parts}; {names[0]}/{names[1]} = {ratio:.3f}")
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread, as in a study job on CPU (`run.threads=1`) and a DataLoader worker
+    (torch sets 1 there): the CPU benchmarks that use it measure a single core. (Here, not in a
+    conftest.py: a second conftest module would shadow tests/conftest.py's helpers.)"""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
