@@ -23,8 +23,8 @@ from bnbench.report.claims import fmt_x, judge
 from bnbench.report.document import Block, Bullets, Figures, Heading, Para, Quote, Table, markdown, md_lines
 from bnbench.report.stats import MIN_SEEDS
 from bnbench.report.summary import (
-    CHANCE_MARGIN, FRACTIONS, VariantSummary, cell_of, contrast, drift_means, end_acc, eval_interval, last_quarter_gain, lookup, mean_sd, mean_threshold,
-    median_steps, paired_speedup, summarize,
+    CHANCE_MARGIN, FRACTIONS, VariantSummary, cell_of, contrast, drift_means, end_acc, eval_interval,
+    last_quarter_gain, lookup, mean_sd, mean_threshold, median_steps, paired_speedup, summarize,
 )
 from bnbench.results.archive import RECORDS, compact, has_archive, read_archive, write_archive
 from bnbench.results.record import Record
@@ -210,7 +210,8 @@ def _results(rep: Report, cell: tuple, by_variant: dict) -> list[Block]:
                     + ([", ".join(f"{r:.3f}" for r in sorted(rates[name])) or "–"] if show_rate else []))
     out.append(Table(rep.table_name("results", cell),
                      ["variant", "runs", "status", "steps to target", "speed-up", "train time to target", "best acc",
-                      "final acc", "last-quarter gain", "test acc at best", "final test acc"] + (["pairs re-batched"] if show_rate else []),
+                      "final acc", "last-quarter gain", "test acc at best", "final test acc"]
+                     + (["pairs re-batched"] if show_rate else []),
                      rows))
     if show_rate:
         out.append(Para("Pairs re-batched (Sec. 4.2.1, modification 6): of the example pairs sharing a mini-batch "

@@ -146,7 +146,7 @@ def _why(record: dict) -> str:
 def faster(v: VariantSummary, ref: VariantSummary, claim: dict) -> Judgement:
     """Both runs of a seed race to the same target (the study reference's end accuracy)."""
     sp = paired_speedup(v, ref, 1.0)
-    at_chance = [end_acc(q.record) for q in ref.rows if end_acc(q.record) is not None and target_of(q.record) is None]
+    at_chance = [lv for q in ref.rows if (lv := end_acc(q.record)) is not None and target_of(q.record) is None]
     if not sp.seeds and at_chance:
         # e.g. the network without BN at a rate where it does not learn (summary.target_of)
         c = chance(ref.rows[0].record)

@@ -24,8 +24,8 @@ from bnbench.report.claims import UNITS, judge
 from bnbench.report.plots import cell_title
 from bnbench.report.stats import Interval
 from bnbench.report.summary import (
-    FRACTIONS, VariantSummary, cell_of, contrast, drift_means, end_acc, last_quarter_gain, mean_sd, mean_threshold, median_steps,
-    paired_speedup,
+    FRACTIONS, VariantSummary, cell_of, contrast, drift_means, end_acc, last_quarter_gain, mean_sd, mean_threshold,
+    median_steps, paired_speedup,
 )
 from bnbench.results.store import finite
 

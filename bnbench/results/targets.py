@@ -96,7 +96,7 @@ def late_gain(steps: Sequence, accs: Sequence, fraction: float = 0.25, window: i
     its schedule). None when that stretch holds fewer than `window` evaluations on each side."""
     if not steps:
         return None
-    cut = steps[-1] - fraction * steps[-1]
+    cut = (1 - fraction) * steps[-1]
     early = [a for s, a in zip(steps, accs) if s <= cut]
     if len(early) < window or len(accs) - len(early) < window:
         return None
