@@ -181,7 +181,7 @@ def _accuracy_difference(v: VariantSummary, ref: VariantSummary, claim: dict, of
             continue
         diffs.append(a - b)
         per_seed.append((r.seed, fmt_pt(a - b)))
-    text = (f"{what}-accuracy difference per seed " + (_per_seed(per_seed) or "n/a")
+    text = (f"validation {what}-accuracy difference per seed " + (_per_seed(per_seed) or "n/a")
             + _without(missing, f"{what} accuracy"))
     iv = mean_interval(diffs)
     if iv is None:
@@ -311,8 +311,8 @@ RULES: dict[str, Callable[..., Judgement]] = {
 # The unit of each rule's interval (Judgement.interval), for machine-readable output (summary.json)
 UNITS = {
     "faster": "speed-up, reference steps / variant steps (x)",
-    "higher_final": "end-accuracy difference, variant minus reference (fraction; x100 for points)",
-    "higher_best": "peak-accuracy difference, variant minus reference (fraction; x100 for points)",
+    "higher_final": "validation end-accuracy difference, variant minus reference (fraction; x100 for points)",
+    "higher_best": "validation peak-accuracy difference, variant minus reference (fraction; x100 for points)",
     "never_reaches": "peak minus target (fraction; x100 for points)",
     "diverges": "proportion of runs that diverged",
     "no_learning": "peak minus chance (fraction; x100 for points)",
