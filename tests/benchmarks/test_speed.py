@@ -110,6 +110,30 @@ def test_bn_compiled_kernel_compile_time(benchmark, shape, dtype):
     benchmark.pedantic(lambda: None, rounds=1, iterations=1)
 
 
+# inception_mini's two LRN layers (after the stem's pooling and its 3x3 convolution), NHWC as
+# run.channels_last=auto lays them out on CPU
+LRN_SHAPES = {"stem_32x32x7x7": (32, 32, 7, 7), "stem_32x64x7x7": (32, 64, 7, 7)}
+
+
+@pytest.mark.parametrize("shape", LRN_SHAPES.values(), ids=LRN_SHAPES.keys())
+def test_lrn_layer(benchmark, shape):
+    """bnbench's LocalResponseNorm (bnbench/nn/lrn.py: the window sums as one matrix product, the
+    backward written out) against torch.nn.LocalResponseNorm, GoogLeNet's parameters, float32,
+    forward + backward, side by side."""
+    from bnbench.nn.lrn import LocalResponseNorm
+
+    torch.manual_seed(0)
+    x = torch.randn(shape).contiguous(memory_format=torch.channels_last).requires_grad_()
+    grad = torch.randn(shape).contiguous(memory_format=torch.channels_last)
+    layers = {"bnbench": LocalResponseNorm(5, 1e-4, 0.75, 1.0), "torch": nn.LocalResponseNorm(5, 1e-4, 0.75, 1.0)}
+    for layer in layers.values():
+        layer(x).backward(grad)
+    medians = side_by_side({k: (lambda layer=layer: layer(x).backward(grad)) for k, layer in layers.items()},
+                           rounds=100, inner=2)
+    report_against(benchmark, f"LRN forward+backward {tuple(shape)} float32 NHWC", medians)
+    benchmark.pedantic(lambda: layers["bnbench"](x).backward(grad), rounds=20, iterations=2)
+
+
 # The two models of the paper's studies, as their recipes train them (batch, rate), with BN:
 # name -> (model builder, batch size, steps timed per round)
 MODELS = {
