@@ -195,16 +195,20 @@ def choices() -> dict:
     return {k: v for k, v in HydraConfig.get().runtime.choices.items() if not k.startswith("hydra/")}
 
 
-def accuracy(model: torch.nn.Module, batches) -> float:
-    """Accuracy over `batches` (one evaluation set); under several processes, each passes its own
-    block of the set and the counts are summed over ranks."""
+def accuracy(system: Classifier, batches) -> float:
+    """Accuracy of `system`'s model over `batches` (one evaluation set), each batch taken to the
+    model's device and prepared as in training (Classifier.model_input); under several processes,
+    each passes its own block of the set and the counts are summed over ranks."""
+    model, device = system.model, system.device
     model.eval()
-    counts = torch.zeros(2, dtype=torch.float64)
+    correct = total = 0
     with torch.no_grad():
         for x, y in batches:
-            counts += torch.tensor([(model(x).argmax(1) == y).sum().item(), len(y)], dtype=torch.float64)
+            correct += (model(system.model_input(x.to(device))).argmax(1) == y.to(device)).sum().item()
+            total += len(y)
+    counts = torch.tensor([correct, total], dtype=torch.float64)
     if torch.distributed.is_available() and torch.distributed.is_initialized():
-        counts = counts.to(next(model.parameters()).device)
+        counts = counts.to(device)
         torch.distributed.all_reduce(counts)
     return (counts[0] / counts[1]).item()
 
@@ -366,11 +370,14 @@ def train_process(cfg: DictConfig, ctx: RunContext, plan: ProcessPlan) -> dict |
                 # Alg. 2: replace the moving averages by population statistics (each rank over its
                 # own batches, then averaged over ranks), then evaluate on both sets.
                 final.update(final_acc_ema=final["final_acc"], final_test_acc_ema=final["final_test_acc"])
-                final["population_batches"] = estimate_population_statistics(
-                    model, iter(parts.datamodule.train_dataloader()), cfg.norm.population_batches)
+                system = parts.system
+                system.to(trainer.strategy.root_device)  # Lightning's teardown left it on the CPU
+                inputs = (system.model_input(x.to(system.device)) for x, _ in parts.datamodule.train_dataloader())
+                final["population_batches"] = estimate_population_statistics(model, inputs,
+                                                                             cfg.norm.population_batches)
                 average_running_stats(model)
                 val, test = parts.datamodule.val_dataloader()  # bnbench.keys.EVAL_SETS
-                final.update(final_acc=accuracy(model, val), final_test_acc=accuracy(model, test))
+                final.update(final_acc=accuracy(system, val), final_test_acc=accuracy(system, test))
         fault_point("trained", plan.rank)
     except Exception as e:
         status, error = "failed", f"{type(e).__name__}: {e}"

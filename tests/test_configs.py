@@ -67,7 +67,7 @@ def test_option_composes_and_instantiates(group, option, tiny_data, tiny_folder)
     assert len(x) == cfg.data.batch_size
     parts.system.model.eval()
     with torch.no_grad():
-        logits = parts.system.model(x)
+        logits = parts.system.model(parts.system.model_input(x))  # as on_after_batch_transfer gives it
     assert logits.shape == (len(x), parts.datamodule.num_classes)
     assert torch.isfinite(logits).all()
 

@@ -39,3 +39,20 @@ def test_bn_inception_trains_on_random_224_data_bf16_channels_last(tmp_path):
     images_per_s = rec["steps"] * cfg.data.batch_size / rec["train_s"]
     print(f"\n[gpu] BN-Inception bf16 channels_last, batch {cfg.data.batch_size}: {images_per_s:.0f} images/s "
           f"on {rec['env']['device_name']}")
+
+
+def test_population_statistics_and_their_accuracies_on_the_gpu(tiny_data, tmp_path):
+    """Alg. 2's population pass and the accuracies after it run outside Lightning's loops: the
+    batches must still reach the model's device (train.py: Classifier.model_input). LRN (the
+    Inception baseline keeps it) runs on the GPU too."""
+    from conftest import compose
+
+    from bnbench.train import run
+
+    cfg = compose([f"data.root={tiny_data}", "model=inception_mini", "norm=batch", "norm.inference=population",
+                   "norm.population_batches=3", "logger=none", f"paths.results={tmp_path}",
+                   "trainer.accelerator=gpu", "trainer.max_steps=20", "run.eval_every=10"])
+    assert cfg.recipe.lrn
+    rec = run(cfg)
+    assert rec["status"] == "completed" and rec["env"]["device"] == "cuda"
+    assert rec["population_batches"] == 3 and rec["final_acc"] is not None and rec["final_acc_ema"] is not None

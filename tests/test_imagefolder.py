@@ -67,10 +67,31 @@ def test_training_batch(root):
     loader = dm.train_dataloader()
     assert len(loader) == 15 // 4  # drop_last
     x, y = first_batch(dm)
-    assert x.shape == (4, 3, 32, 32) and x.dtype == torch.float32
+    assert x.shape == (4, 3, 32, 32) and x.dtype == torch.uint8  # scaled to [0, 1] on the device (Classifier)
     assert y.shape == (4,) and y.dtype == torch.int64
-    assert 0 <= x.min() and x.max() <= 1 and x.std() > 0
+    assert x.float().std() > 0
     assert set(y.tolist()) <= {0, 1, 2}
+
+
+def test_a_run_trains_and_evaluates_on_uint8_batches(root, tmp_path):
+    """The loader's uint8 images reach the model as float32 in [0, 1] (Classifier.model_input) in
+    training, evaluation, the population pass and its accuracies (Alg. 2: norm.inference=population),
+    with the photometric distortions of the recipe."""
+    from conftest import compose
+
+    from bnbench.train import run
+
+    cfg = compose(["data=imagenet", "model=bn_inception", f"data.root={root}", "data.image_size=32",
+                   "data.resize=36", "data.num_workers=0", "recipe.batch_size=4", f"data.val_size={VAL_SIZE}",
+                   "data.eval_batch_size=4", "logger=none", f"paths.results={tmp_path / 'results'}",
+                   "trainer.max_steps=4", "run.eval_every=2", "norm=batch", "norm.inference=population",
+                   "norm.population_batches=2", "run.checkpoint.every_s=null"])
+    assert cfg.recipe.distortion.brightness > 0  # the distortions run on the scaled batches
+    rec = run(cfg)
+    assert rec["status"] == "completed" and rec["steps"] == 4
+    assert rec["population_batches"] == 2
+    for key in ("final_acc", "final_test_acc", "final_acc_ema", "final_test_acc_ema"):
+        assert 0 <= rec[key] <= 1
 
 
 def test_test_set_every_image_once_in_sorted_order(root):
@@ -79,14 +100,14 @@ def test_test_set_every_image_once_in_sorted_order(root):
     assert [len(y) for _, y in batches] == [4, 2]  # no drop
     x = torch.cat([b[0] for b in batches])
     y = torch.cat([b[1] for b in batches])
-    assert x.shape == (6, 3, 32, 32) and x.dtype == torch.float32
+    assert x.shape == (6, 3, 32, 32) and x.dtype == torch.uint8
     assert y.tolist() == [0, 0, 1, 1, 2, 2]
     names = [p.decode() for p in dm.test_files[0]]
     assert names == sorted(names) and len(set(names)) == 6
     # Deterministic: a second pass and the probe batch see the same pixels.
     assert torch.equal(torch.cat([b[0] for b in dm.val_dataloader()[1]]), x)
-    assert torch.equal(dm.fixed_batch(5), x[:5])
-    assert torch.equal(dm.fixed_batch(100), x)
+    assert torch.equal(dm.fixed_batch(5), x[:5].float() / 255)  # the probe's batch: as the model takes it
+    assert torch.equal(dm.fixed_batch(100), x.float() / 255)
 
 
 def test_validation_set_is_held_out_of_train_and_the_same_for_every_seed(root):
@@ -214,7 +235,7 @@ def test_draft_keeps_the_crop_and_the_seeding(large_root):
     reduced decode; deterministic per seed, whatever num_workers is."""
     def batches(**kw):
         dm = make(large_root, image_size=64, resize=72, batch_size=5, val_size=2, **kw)
-        return list(dm.train_dataloader())
+        return [(x.float() / 255, y) for x, y in dm.train_dataloader()]  # as the model takes them
 
     full, drafted = batches(seed=3), batches(seed=3, draft=True)
     reduced = 0

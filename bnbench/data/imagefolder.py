@@ -21,7 +21,9 @@ twice the crop size each way is decoded at 1/2, 1/4 or 1/8 scale (libjpeg's DCT 
 image, drawn from the same seed, resampled slightly differently (README, "Speed").
 Photometric distortions (Sec. 4.2.1, modification 7) are not applied here: the
 LightningModule applies them batched on the device. Evaluation resizes the shorter side and
-takes the center crop.
+takes the center crop. Examples leave the loader as uint8 (3, H, W) tensors, a quarter of
+float32's bytes to pass from the workers and to copy to the device; the LightningModule scales
+them to [0, 1] there (`Classifier.model_input`).
 
 The sorted training list is the "stored order": shuffle=shard reads contiguous shards of it
 in their stored order, as a sharded input pipeline does (Sec. 4.2.1, modification 6).
@@ -108,7 +110,7 @@ def locate_splits(name: str, root: str | None, install_hint: str) -> tuple[list[
     return class_folders(dirs["train"]), dirs
 
 
-# --- Preprocessing (PIL in, float32 CHW in [0, 1] out) ------------------------------------
+# --- Preprocessing (PIL in, uint8 CHW out) -------------------------------------------------
 
 
 def crop_box(width: int, height: int, rng: np.random.Generator) -> tuple[int, int, int, int]:
@@ -172,8 +174,8 @@ def resize_center_crop(img: Image.Image, resize: int, size: int) -> Image.Image:
 
 
 def to_tensor(img: Image.Image) -> torch.Tensor:
-    """An RGB PIL image as float32 (3, H, W) in [0, 1]."""
-    return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1).float().div_(255.0)
+    """An RGB PIL image as a uint8 (3, H, W) tensor (its pixels as they are)."""
+    return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)
 
 
 # --- Datasets and the training order ------------------------------------------------------
@@ -399,6 +401,7 @@ class ImageFolderDataModule(pl.LightningDataModule):
         return self.train_sampler().order(epoch)
 
     def fixed_batch(self, n: int) -> torch.Tensor:
-        """The first n test images (val/): the fixed batch the activation probe looks at."""
+        """The first n test images (val/), float32 in [0, 1]: the fixed batch the activation
+        probe looks at."""
         self.setup()
-        return torch.stack([self.test_set[i][0] for i in range(min(n, len(self.test_set)))])
+        return torch.stack([self.test_set[i][0] for i in range(min(n, len(self.test_set)))]).float().div_(255.0)

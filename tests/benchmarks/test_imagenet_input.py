@@ -11,11 +11,12 @@ smaller set at 1000x750 shows what reduced-size decoding (data.draft) buys where
 The files sit in the page cache: disk reads are not measured.
 
 On the CPU (one torch thread, as a DataLoader worker has): one training example (open, decode,
-random-resized crop to 224, flip, float tensor) with full decoding against data.draft, and
+random-resized crop to 224, flip, uint8 tensor) with full decoding against data.draft, and
 against a crop-blind draft as other loaders do it; the real data module's train dataloader at
 0, 1 and 2 workers; the photometric distortions of the recipe (they run batched on the
 training device, in Classifier.on_after_batch_transfer, not in the loader: their CPU cost is
-shown for scale); float32 against uint8 batches (bytes to collate and copy). Per core means
+shown for scale); uint8 batches (what the loader sends, scaled on the device) against float32
+(what it sent before 2026-12-01: bytes to collate and copy). Per core means
 per CPU-second: the CPU time the candidate's processes used (this one and its DataLoader
 workers), which a busy machine inflates far less than wall time; wall images/s is printed
 beside, with the load average.
@@ -279,32 +280,32 @@ def test_decode_and_augment_parts(benchmark, imagenet_like):
 # --- The real data module's train dataloader -------------------------------------------------
 
 
-def as_uint8(img: Image.Image) -> torch.Tensor:
-    """An RGB PIL image as uint8 (3, H, W): to_tensor without the float conversion."""
-    return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)
+def as_float32(img: Image.Image) -> torch.Tensor:
+    """An RGB PIL image as float32 (3, H, W) in [0, 1]: what the loader sent before 2026-12-01."""
+    return to_tensor(img).float().div_(255.0)
 
 
-class Uint8Images(TrainImages):
-    """For comparison only: the same training examples as uint8 tensors (a quarter of the
-    bytes per batch; the /255 would move to the device)."""
+class Float32Images(TrainImages):
+    """For comparison only: the same training examples as float32 tensors in [0, 1] (four times
+    the bytes per batch of the loader's uint8; the data module sent these before 2026-12-01)."""
 
     def __getitem__(self, key):
         img, label = self.example(key)
-        return as_uint8(img), label
+        return as_float32(img), label
 
 
 def loader_seconds_per_image(root: Path, workers: int, batch: int, batches: int, draft: bool = False,
-                             uint8: bool = False) -> tuple[float, float]:
+                             float32: bool = False) -> tuple[float, float]:
     """Steady-state (CPU, wall) seconds per image of ImageFolderDataModule's train dataloader;
     CPU: this process and its workers together. The first max(workers, 1) batches (workers
     starting, the pipeline filling) are off the clock; the loader and its workers are gone
-    before the next candidate runs. `uint8`: its examples as Uint8Images."""
+    before the next candidate runs. `float32`: its examples as Float32Images."""
     dm = ImageFolderDataModule(name="imagenet", root=str(root), batch_size=batch, eval_batch_size=batch,
                                num_workers=workers, image_size=CROP, resize=256, val_size=8, draft=draft)
     dm.setup()
-    if uint8:
+    if float32:
         t = dm.train_set
-        dm.train_set = Uint8Images(t.split_dir, t.paths, t.labels, t.image_size, t.seed, t.draft)
+        dm.train_set = Float32Images(t.split_dir, t.paths, t.labels, t.image_size, t.seed, t.draft)
     loader = dm.train_dataloader()
     it = iter(loader)
     for _ in range(max(workers, 1)):
@@ -325,13 +326,13 @@ def long_epochs(imagenet_like, tmp_path_factory) -> Path:
 
 def test_train_loader_images_per_s_per_core(benchmark, long_epochs):
     """data=imagenet's train dataloader (decode, crop, flip, tensors, collation; batch 32) at
-    num_workers 0 (all in this process), 1 and 2, and at 1 with uint8 batches, side by side, 3
+    num_workers 0 (all in this process), 1 and 2, and at 1 with float32 batches, side by side, 3
     rounds of 10 batches each. Per core: images per CPU-second of this process and its workers
     together (on a busy machine wall time mostly measures the wait for a core); wall images/s
     beside."""
     batch, batches = 32, 10
     fns = {f"{w}_workers": (lambda w=w: loader_seconds_per_image(long_epochs, w, batch, batches)) for w in (0, 1, 2)}
-    fns["1_workers_uint8"] = lambda: loader_seconds_per_image(long_epochs, 1, batch, batches, uint8=True)
+    fns["1_workers_float32"] = lambda: loader_seconds_per_image(long_epochs, 1, batch, batches, float32=True)
     cpu, wall = interleaved(fns, rounds=3)
     report(benchmark, f"train dataloader, batch {batch}, CPU time per image", cpu, unit="ms", scale=1e3)
     print(f"[bench] images per CPU-second (per core): {per_s(cpu)}; wall images/s: {per_s(wall)} ({load_note()})")
@@ -355,7 +356,7 @@ def test_photometric_distortion_on_the_cpu(benchmark, imagenet_like):
     recipe = OmegaConf.load(Path(__file__).parents[2] / "conf" / "recipe" / "imagenet_bn_inception.yaml")
     jitter = build_distortion(3, **recipe.distortion)
     images = training_set(imagenet_like, draft=False)
-    x = torch.stack([images[(0, i)][0] for i in range(32)])
+    x = torch.stack([images[(0, i)][0] for i in range(32)]).float().div_(255.0)  # as Classifier.model_input
     torch.manual_seed(0)
 
     def load():
@@ -369,19 +370,20 @@ def test_photometric_distortion_on_the_cpu(benchmark, imagenet_like):
 
 
 def test_float32_against_uint8_batches(benchmark):
-    """A batch of 128 crops to tensor and collated: float32 in [0, 1] (what the loader sends
-    the device) against uint8 (a quarter of the bytes; /255 would move to the device)."""
+    """A batch of 128 crops to tensor and collated: uint8 (what the loader sends the device, where
+    Classifier.model_input scales it) against float32 in [0, 1] (four times the bytes; sent before
+    2026-12-01)."""
     rng = np.random.default_rng(0)
     crops = [Image.fromarray(rng.integers(0, 256, (CROP, CROP, 3), dtype=np.uint8)) for _ in range(128)]
-    fns = {"float32": lambda: torch.stack([to_tensor(c) for c in crops]),
-           "uint8": lambda: torch.stack([as_uint8(c) for c in crops])}
+    fns = {"float32": lambda: torch.stack([as_float32(c) for c in crops]),
+           "uint8": lambda: torch.stack([to_tensor(c) for c in crops])}
     cpu, _ = cpu_and_wall(fns, rounds=9, per=128)
     report(benchmark, "to tensor and collate, batch 128, CPU time per image", cpu)
     mb = {k: 128 * 3 * CROP * CROP * size / 1e6 for k, size in (("float32", 4), ("uint8", 1))}
     print(f"[bench] bytes per batch of 128: float32 {mb['float32']:.0f} MB, uint8 {mb['uint8']:.0f} MB "
           f"(at 3,366 images/s: {mb['float32'] * 3366 / 128 / 1e3:.1f} GB/s and "
           f"{mb['uint8'] * 3366 / 128 / 1e3:.1f} GB/s host to device)")
-    benchmark.pedantic(fns["float32"], rounds=1, iterations=1)
+    benchmark.pedantic(fns["uint8"], rounds=1, iterations=1)
 
 
 # --- On a CUDA device: BN-Inception fed by data=imagenet against data=synthetic --------------
