@@ -74,10 +74,12 @@ class Classifier(pl.LightningModule):
             self.model.to(memory_format=torch.channels_last)
 
     def model_input(self, x: torch.Tensor, distort: bool = False) -> torch.Tensor:
-        """A batch of inputs, on the model's device already, as the model takes them: uint8 images
-        (ImageFolder data sends them so: a quarter of float32's bytes through the loader's workers
-        and to the device) as float32 in [0, 1], distorted if asked (Sec. 4.2.1, modification 7),
-        NHWC where the run asks for it."""
+        """A batch of inputs as the model takes them, on its device: uint8 images (ImageFolder data
+        sends them so: a quarter of float32's bytes through the loader's workers and to the device)
+        as float32 in [0, 1], distorted if asked (Sec. 4.2.1, modification 7), NHWC where the run
+        asks for it. Lightning's batches arrive on the device already; the population pass, its
+        accuracies and the activation probe pass CPU batches."""
+        x = x.to(self.device)  # no copy where it is there already
         if x.dtype == torch.uint8:
             x = x.float().div_(255.0)
         if distort and self.distortion is not None:

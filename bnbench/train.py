@@ -201,14 +201,12 @@ def accuracy(system: Classifier, batches) -> float:
     each passes its own block of the set and the counts are summed over ranks."""
     model, device = system.model, system.device
     model.eval()
-    correct = total = 0
+    counts = torch.zeros(2, dtype=torch.float64, device=device)  # [correct, total], read once at the end
     with torch.no_grad():
         for x, y in batches:
-            correct += (model(system.model_input(x.to(device))).argmax(1) == y.to(device)).sum().item()
-            total += len(y)
-    counts = torch.tensor([correct, total], dtype=torch.float64)
+            counts[0] += (model(system.model_input(x)).argmax(1) == y.to(device)).sum()
+            counts[1] += len(y)
     if torch.distributed.is_available() and torch.distributed.is_initialized():
-        counts = counts.to(device)
         torch.distributed.all_reduce(counts)
     return (counts[0] / counts[1]).item()
 
@@ -372,7 +370,7 @@ def train_process(cfg: DictConfig, ctx: RunContext, plan: ProcessPlan) -> dict |
                 final.update(final_acc_ema=final["final_acc"], final_test_acc_ema=final["final_test_acc"])
                 system = parts.system
                 system.to(trainer.strategy.root_device)  # Lightning's teardown left it on the CPU
-                inputs = (system.model_input(x.to(system.device)) for x, _ in parts.datamodule.train_dataloader())
+                inputs = (system.model_input(x) for x, _ in parts.datamodule.train_dataloader())
                 final["population_batches"] = estimate_population_statistics(model, inputs,
                                                                              cfg.norm.population_batches)
                 average_running_stats(model)

@@ -106,8 +106,8 @@ def test_test_set_every_image_once_in_sorted_order(root):
     assert names == sorted(names) and len(set(names)) == 6
     # Deterministic: a second pass and the probe batch see the same pixels.
     assert torch.equal(torch.cat([b[0] for b in dm.val_dataloader()[1]]), x)
-    assert torch.equal(dm.fixed_batch(5), x[:5].float() / 255)  # the probe's batch: as the model takes it
-    assert torch.equal(dm.fixed_batch(100), x.float() / 255)
+    assert torch.equal(dm.fixed_batch(5), x[:5])  # the probe's batch: uint8, as the loader sends it
+    assert torch.equal(dm.fixed_batch(100), x)
 
 
 def test_validation_set_is_held_out_of_train_and_the_same_for_every_seed(root):

@@ -60,6 +60,10 @@ def test_the_tracker_probes_before_the_first_update_and_not_again_on_resume():
         model = MLP(in_shape=(1, 4, 4), num_classes=3, norm_layer=None, hidden=[5], activation="sigmoid", init_std=0.1)
         device = torch.device("cpu")
 
+        @staticmethod
+        def model_input(x):  # Classifier.model_input, for float32 CPU inputs and an MLP
+            return x
+
     class Trainer:
         global_step = 0
 

@@ -144,7 +144,7 @@ class RunTracker(pl.Callback):
         model.eval()
         try:
             with batch_statistics(model):
-                model(self.probe_batch.to(pl_module.device))
+                model(pl_module.model_input(self.probe_batch))  # as in evaluation: scaled, NHWC where the run is
         finally:
             handle.remove()
             model.train(was_training)

@@ -401,7 +401,7 @@ class ImageFolderDataModule(pl.LightningDataModule):
         return self.train_sampler().order(epoch)
 
     def fixed_batch(self, n: int) -> torch.Tensor:
-        """The first n test images (val/), float32 in [0, 1]: the fixed batch the activation
-        probe looks at."""
+        """The first n test images (val/), uint8 as the loader sends them: the fixed batch the
+        activation probe looks at (through Classifier.model_input, as every batch)."""
         self.setup()
-        return torch.stack([self.test_set[i][0] for i in range(min(n, len(self.test_set)))]).float().div_(255.0)
+        return torch.stack([self.test_set[i][0] for i in range(min(n, len(self.test_set)))])
