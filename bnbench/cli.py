@@ -174,7 +174,7 @@ def _check_run_dir(cfg) -> None:
     """Hydra makes hydra.run.dir before the job starts: a file in its way is a traceback there."""
     from omegaconf import open_dict
 
-    from bnbench.train import check_writable
+    from bnbench.preflight import check_writable
 
     try:
         run_dir = cfg.hydra.run.dir
@@ -281,7 +281,7 @@ def cmd_study(argv: list[str]) -> int:
     from bnbench.overrides import value_of
     from bnbench.results.store import USER_OVERRIDES_ENV
     from bnbench.study.spec import launch_of, load_study
-    from bnbench.train import check_writable
+    from bnbench.preflight import check_writable
 
     overrides = argv[1:]
     _refuse_flags(overrides, "bnbench study --help")

@@ -2,12 +2,16 @@
 written: the CLI runs it on `bnbench train`'s config before Hydra starts the job, and the
 study sweeper on every job of a study before any runs.
 
-    check_config  the schema's ranges and keys (bnbench.schema.check_schema); the untyped
-                  groups (data, model, trainer) against their class's signature: no unknown
-                  or bnbench-set argument, simple types (int, float, bool, str) as annotated
-                  the study's folder names; Trainer intervals Lightning would divide by
+    check_config  the schema's ranges and keys (bnbench.schema.check_schema); the recipe and
+                  the seven toggles (bnbench.recipe.resolve_recipe); the step budget; Trainer
+                  intervals Lightning would divide by; the study's folder names; then the
+                  untyped groups (data, model, trainer) against their class's signature: no
+                  unknown or bnbench-set argument, simple types (int, float, bool, str) as
+                  annotated. All but the last need neither torch nor Lightning, so a bad value
+                  is reported in under a second (importing Lightning takes ~4-5 s)
     preflight     check_config, then build the run (bnbench.train.build), then load its data
                   once (a missing, corrupt or short data file fails here, not in the job)
+    check_writable  an output folder accepts files (also used by the job and the study sweeper)
 """
 
 from __future__ import annotations
@@ -16,12 +20,15 @@ import difflib
 import inspect
 import json
 import os
+import tempfile
 import types
 import typing
+from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from bnbench.errors import ConfigError
+from bnbench.recipe import resolve_recipe
 from bnbench.schema import LOGGER_MODES, UNTYPED, check_schema
 
 # Hydra's instantiate keys, not arguments
@@ -50,8 +57,8 @@ def check_config(cfg: DictConfig) -> None:
                 raise ConfigError(f"logger.mode comes from the environment, WANDB_MODE={env!r}, which is not one of "
                                   f"{', '.join(LOGGER_MODES)} (set WANDB_MODE or logger.mode to one)") from None
             raise ConfigError(f"logger.mode: {str(e).splitlines()[0]}") from None
-    for group in UNTYPED:
-        check_arguments(cfg, group)
+    resolve_recipe(cfg)  # the recipe's and the seven toggles' values
+    check_steps(cfg)
     check_trainer_counts(cfg.trainer)
     for key in ("name", "launch", "variant"):  # each a folder of <paths.results>/<study>/<launch>/<variant>_s<seed>_...
         value = cfg.study[key]
@@ -60,6 +67,18 @@ def check_config(cfg: DictConfig) -> None:
         if not str(value).strip() or "/" in str(value) or str(value) in (".", ".."):
             raise ConfigError(f"study.{key}={value!r} must be a folder name: not empty, no '/' "
                               "(records go to <paths.results>/<study.name>/<study.launch>/)")
+    # Last: the signatures need the classes imported, and with them Lightning (~5 s); a bad value
+    # above is reported before that, in under a second.
+    for group in UNTYPED:
+        check_arguments(cfg, group)
+
+
+def check_steps(cfg: DictConfig) -> None:
+    """A run trains at least one step: its record holds the accuracy at the end of training."""
+    steps = cfg.trainer.get("max_steps")
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+        raise ConfigError(f"trainer.max_steps={steps}: a run trains for at least one optimizer step "
+                          "(a positive number; it defaults to recipe.steps)")
 
 
 def check_trainer_counts(trainer: DictConfig) -> None:
@@ -74,6 +93,24 @@ def check_trainer_counts(trainer: DictConfig) -> None:
     if isinstance(interval, int) and interval < 1 or isinstance(interval, float) and not 0 < interval <= 1:
         raise ConfigError(f"trainer.val_check_interval must be a number of steps >= 1 (it defaults to run.eval_every) "
                           f"or a fraction of an epoch in (0, 1], got {interval}")
+
+
+def check_writable(path, key: str) -> None:
+    """Fail now, not after training: `path` accepts new files, or, if it does not exist yet, its
+    nearest existing ancestor does (where it will be created). A probe file is created there and
+    removed: nothing is left behind."""
+    path = Path(path).absolute()
+    at = path
+    while not at.exists() and at != at.parent:  # exists() is False under a regular file, too
+        at = at.parent
+    if not at.is_dir():
+        raise ConfigError(f"{key}={path} cannot be written: {at} is not a directory")
+    try:
+        fd, probe = tempfile.mkstemp(dir=at, prefix=".bnbench-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise ConfigError(f"{key}={path} is not writable ({e.strerror or e}: {at})") from None
 
 
 def check_arguments(cfg: DictConfig, group: str) -> None:
@@ -167,9 +204,9 @@ def check_data(datamodule, data: DictConfig) -> None:
 def preflight(cfg: DictConfig):
     """check_config, build (bnbench.train.build), check_data: the run's parts, or a
     BnbenchError naming the key, value or file."""
-    from bnbench.train import build
-
     check_config(cfg)
+    from bnbench.train import build  # Lightning: after the checks that need none
+
     parts = build(cfg)
     check_data(parts.datamodule, cfg.data)
     return parts

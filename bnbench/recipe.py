@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass
 
 from omegaconf import DictConfig
 
-from bnbench.data.ordering import MODES
 from bnbench.errors import ConfigError
+from bnbench.schema import SHUFFLE_MODES as MODES
 from bnbench.schema import plain
 
 

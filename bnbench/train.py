@@ -55,6 +55,7 @@ from bnbench.nn.population import estimate_population_statistics
 from bnbench.nn.sync import average_running_stats
 from bnbench.parallel import (ProcessPlan, RunContext, gpu_placement, launch_workers, leave_process_group,
                               plan_processes, trainer_arguments)
+from bnbench.preflight import check_steps, check_writable
 from bnbench.recipe import Recipe, resolve_recipe
 from bnbench.results.env import code_version, fingerprint
 from bnbench.results.record import SCHEMA_VERSION, Curves, Record
@@ -135,32 +136,6 @@ def batch_sizes(cfg: DictConfig, plan: ProcessPlan) -> dict:
                           f"(data.batch_size={global_batch} over {world} process(es))")
     norm_batch = {"global": global_batch, "ghost": ghost}.get(stats, per_device) if cfg.norm.kind == "batch" else None
     return {"devices": world, "batch_per_device": per_device, "global_batch": global_batch, "norm_batch": norm_batch}
-
-
-def check_steps(cfg: DictConfig) -> None:
-    """A run trains at least one step: its record holds the accuracy at the end of training."""
-    steps = cfg.trainer.get("max_steps")
-    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
-        raise ConfigError(f"trainer.max_steps={steps}: a run trains for at least one optimizer step "
-                          "(a positive number; it defaults to recipe.steps)")
-
-
-def check_writable(path, key: str) -> None:
-    """Fail now, not after training: `path` accepts new files, or, if it does not exist yet, its
-    nearest existing ancestor does (where it will be created). A probe file is created there and
-    removed: nothing is left behind."""
-    path = Path(path).absolute()
-    at = path
-    while not at.exists() and at != at.parent:  # exists() is False under a regular file, too
-        at = at.parent
-    if not at.is_dir():
-        raise ConfigError(f"{key}={path} cannot be written: {at} is not a directory")
-    try:
-        fd, probe = tempfile.mkstemp(dir=at, prefix=".bnbench-probe-")
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as e:
-        raise ConfigError(f"{key}={path} is not writable ({e.strerror or e}: {at})") from None
 
 
 def check_trainer(cfg: DictConfig, plan: ProcessPlan) -> None:

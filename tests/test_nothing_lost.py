@@ -113,7 +113,7 @@ def test_an_unwritable_results_directory_fails_at_once(tiny_data, tmp_path):
 
 @pytest.mark.parametrize("where", ["file", "sys", "ok"])
 def test_writable_check(tmp_path, where):
-    from bnbench.train import check_writable
+    from bnbench.preflight import check_writable
 
     (tmp_path / "afile").write_text("x")
     path = {"file": tmp_path / "afile" / "a" / "b", "sys": Path("/sys/bnbench-results"),

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-MODES = ("shard", "within_shard", "global")
+from bnbench.schema import SHUFFLE_MODES as MODES  # the shuffle group's choices, defined once
 
 
 def shard_bounds(n: int, num_shards: int) -> list[tuple[int, int]]:

@@ -52,7 +52,7 @@ class StudySweeper(Sweeper):
     def sweep(self, arguments: List[str]) -> Any:
         from bnbench.results.store import STUDY, USER_OVERRIDES_ENV, read_json, write_json_atomic
         from bnbench.study.spec import launch_of, load_study
-        from bnbench.train import check_writable
+        from bnbench.preflight import check_writable
 
         spec = load_study(self.study_name)
         launch = launch_of(arguments)
