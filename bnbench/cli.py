@@ -127,6 +127,15 @@ def _no_recipe(name: str) -> str | None:
             f"{fix}. Recipes exist for: {listed}")
 
 
+def _task(cfg):
+    """Hydra's task function: one run (bnbench.train.run). Lightning is imported when a job runs,
+    not before: a study's sweeper checks every job's values first (bnbench.preflight). Module-level,
+    so that launchers pickle it by reference."""
+    from bnbench.train import run
+
+    return run(cfg)
+
+
 def _hydra_main(informs: bool = False):
     import hydra
 
@@ -134,24 +143,30 @@ def _hydra_main(informs: bool = False):
         def run(cfg):
             return None
     else:
-        from bnbench.train import run
+        run = _task
 
     return hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")(run)
 
 
-def _preflight(overrides: list[str]) -> None:
-    """Compose and build a single run before Hydra starts it, so that bad input fails with one
-    line and nothing written (Hydra would otherwise report it from inside the job)."""
+def _preflight(jobs: list[list[str]]) -> None:
+    """Compose and build each run before Hydra starts any, so that bad input fails with one line
+    and nothing written (Hydra would otherwise report it from inside the job). Every job's values
+    are checked before the first is built: a bad one is reported before Lightning's import."""
     from hydra import compose, initialize_config_dir
 
-    from bnbench.preflight import preflight
+    from bnbench.preflight import check_values, preflight
 
-    overrides = [a for a in overrides if a not in ("-r", "--run")]  # Hydra's flag for a single run
-    _refuse_flags(overrides, "bnbench train --help lists Hydra's flags")
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3", job_name="bnbench"):
-        cfg = compose("train", overrides=overrides, return_hydra_config=True)
-        _check_run_dir(cfg)
-        preflight(cfg)
+        cfgs = []
+        for overrides in jobs:
+            overrides = [a for a in overrides if a not in ("-r", "--run")]  # Hydra's flag for a single run
+            _refuse_flags(overrides, "bnbench train --help lists Hydra's flags")
+            cfg = compose("train", overrides=overrides, return_hydra_config=True)
+            _check_run_dir(cfg)
+            check_values(cfg)
+            cfgs.append(cfg)
+        for cfg in cfgs:
+            preflight(cfg)
 
 
 def _sweep_jobs(overrides: list[str]) -> list[list[str]]:
@@ -200,10 +215,9 @@ def _run_hydra(argv: list[str], preflight: bool) -> None:
     register_configs()
     flags = {a.split("=", 1)[0] for a in argv}
     if preflight and not flags & NO_PREFLIGHT_FLAGS:
-        _preflight(argv)
+        _preflight([argv])
     elif preflight and flags & {"-m", "--multirun"} and not flags & (NO_PREFLIGHT_FLAGS - {"-m", "--multirun"}):
-        for job in _sweep_jobs([a for a in argv if a not in ("-m", "--multirun")]):
-            _preflight(job)  # every job of the multirun, before any runs (as a study does)
+        _preflight(_sweep_jobs([a for a in argv if a not in ("-m", "--multirun")]))  # as a study does
     sys.argv = ["bnbench", *argv]
     _hydra_main(informs=any(a.split("=", 1)[0] in INFO_FLAGS for a in argv))()
 

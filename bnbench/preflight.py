@@ -47,6 +47,16 @@ _data_checked: set[str] = set()
 
 def check_config(cfg: DictConfig) -> None:
     """Raise ConfigError (one line, naming the key) for anything the composition let through."""
+    check_values(cfg)
+    # Last: the signatures need the classes imported, and with them Lightning (~5 s); a bad value
+    # is reported before that, in under a second.
+    for group in UNTYPED:
+        check_arguments(cfg, group)
+
+
+def check_values(cfg: DictConfig) -> None:
+    """check_config's checks that import neither torch nor Lightning: a sweep runs them on every
+    job first, so that a bad value in its last job is reported at once."""
     check_schema(cfg)
     if cfg.logger.kind == "wandb":
         try:
@@ -67,10 +77,6 @@ def check_config(cfg: DictConfig) -> None:
         if not str(value).strip() or "/" in str(value) or str(value) in (".", ".."):
             raise ConfigError(f"study.{key}={value!r} must be a folder name: not empty, no '/' "
                               "(records go to <paths.results>/<study.name>/<study.launch>/)")
-    # Last: the signatures need the classes imported, and with them Lightning (~5 s); a bad value
-    # above is reported before that, in under a second.
-    for group in UNTYPED:
-        check_arguments(cfg, group)
 
 
 def check_steps(cfg: DictConfig) -> None:

@@ -124,9 +124,15 @@ class StudySweeper(Sweeper):
         record is already in this launch (same resolved config, seed and code: same run id).
         Records of other code in the launch are refused: they would be mixed in its report."""
         from bnbench.errors import ConfigError
-        from bnbench.results.env import git_state
+        from bnbench.preflight import check_values, preflight
         from bnbench.results.store import RECORD, UnreadableRecord, read_record, read_records
-        from bnbench.preflight import preflight
+
+        loader, cfgs, done = self.hydra_context.config_loader, [], []
+        for overrides in jobs:
+            cfgs.append(loader.load_sweep_config(self.config, list(overrides)))
+            check_values(cfgs[-1])  # every job's values first: a bad one is reported before torch's import
+
+        from bnbench.results.env import git_state  # torch, Lightning: from here on
         from bnbench.train import record_dir
 
         here = git_state()["sha"]
@@ -135,9 +141,7 @@ class StudySweeper(Sweeper):
         if other:
             raise ConfigError(f"{results} holds runs of commit {', '.join(sorted(str(o)[:10] for o in other))}, "
                               f"this is {str(here)[:10]}: relaunch under a new study.launch (or leave it out)")
-        loader, done = self.hydra_context.config_loader, []
-        for overrides in jobs:
-            cfg = loader.load_sweep_config(self.config, list(overrides))
+        for overrides, cfg in zip(jobs, cfgs):
             preflight(cfg)  # schema, build, data: bnbench.preflight
             with open_dict(cfg):
                 del cfg["hydra"]  # as in the job itself
