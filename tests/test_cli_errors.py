@@ -285,3 +285,22 @@ def test_tab_completion_script_works_in_bash(tmp_path):
     assert complete("bnbench train data=mnist lr=x") == ["lr=x1", "lr=x30", "lr=x5"]
     assert "paper_mnist" in complete("bnbench study pa")
     assert complete("bnbench study paper_mnist shuffle=s") == ["shuffle=shard"]
+
+
+@pytest.mark.parametrize("args, mentions", [
+    (["train", "recipe.lr=-0.1"], "recipe.lr must be > 0"),
+    (["train", "-m", "seed=0,-1"], "seed must be in"),  # the first job is fine: not built before the second is checked
+    (["study", "paper_mnist", "lr.scale=0"], "lr.scale must be > 0"),
+])
+def test_a_bad_value_is_reported_before_torch_is_imported(args, mentions, tmp_path):
+    """Values (schema ranges, the recipe and its toggles, the step budget, intervals) are checked
+    on every job before anything imports torch or Lightning (~5 s): the answer comes at once."""
+    code = ("import sys\nfrom bnbench.cli import main\n"
+            "status = main(sys.argv[1:])\n"
+            "assert status == 2, status\n"
+            "assert 'torch' not in sys.modules, 'torch was imported before the error'\n")
+    proc = subprocess.run([sys.executable, "-c", code, *args], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "WANDB_MODE": "offline"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert mentions in proc.stderr
+    assert_nothing_written(tmp_path)
