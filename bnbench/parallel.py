@@ -204,11 +204,26 @@ def trainer_arguments(plan: ProcessPlan) -> dict:
         # auto-requeue on SIGUSR1; submitit owns requeueing (exactly one component may).
         return {"plugins": [SLURMEnvironment(auto_requeue=False)]} if SLURMEnvironment.detect() else {}
 
-    # broadcast_buffers=False: each rank keeps its own moving averages during training and
-    # bnbench averages them over ranks before every evaluation (callbacks/sync_stats.py),
-    # instead of DDP silently replacing them with rank 0's before every forward pass.
-    strategy = DDPStrategy(cluster_environment=cluster_environment(plan), broadcast_buffers=False)
+    # No buffer sync in the forward pass: each rank keeps its own moving averages during training
+    # and bnbench averages them over ranks before every evaluation (callbacks/sync_stats.py),
+    # instead of DDP silently replacing them with rank 0's before every forward pass. torch 2.13
+    # renamed the switch (broadcast_buffers is deprecated); the new one still syncs the buffers
+    # once when DDP wraps the model, where every rank holds the same ones (fresh, or loaded
+    # from the same checkpoint), so both mean the same here.
+    strategy = DDPStrategy(cluster_environment=cluster_environment(plan), **no_forward_buffer_sync())
     return {"strategy": strategy, "devices": plan.devices, "num_nodes": plan.num_nodes}
+
+
+def no_forward_buffer_sync() -> dict:
+    """DistributedDataParallel's argument that keeps buffers rank-local in the forward pass:
+    forward_sync_buffers=False where torch has it (2.13+), else broadcast_buffers=False."""
+    import inspect
+
+    from torch.nn.parallel import DistributedDataParallel
+
+    if "forward_sync_buffers" in inspect.signature(DistributedDataParallel.__init__).parameters:
+        return {"forward_sync_buffers": False}
+    return {"broadcast_buffers": False}
 
 
 def leave_process_group() -> None:

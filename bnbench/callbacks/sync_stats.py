@@ -1,6 +1,7 @@
 """Inference statistics of a multi-process run: the average over ranks of the moving averages.
 
-bnbench trains DDP with `broadcast_buffers=False`, so each rank's BN layers keep moving
+bnbench trains DDP without buffer sync in the forward pass (`forward_sync_buffers=False`;
+`broadcast_buffers=False` before torch 2.13: bnbench.parallel), so each rank's BN layers keep moving
 averages of the batches *they* normalized (with `norm.stats=global` those are identical on
 every rank). Before every evaluation all ranks replace them by their average over ranks, so
 the ranks evaluate their blocks of the held-out set with the same statistics: an estimate over
