@@ -189,6 +189,55 @@ def test_eval_is_the_fixed_affine_map_of_alg2(shape, dtype):
     assert_close(y, y_ref, **tol(dtype))
 
 
+def test_inference_reuses_its_affine_map_until_a_parameter_or_statistic_changes():
+    """Under no_grad the eval map (scale, shift) is kept between calls (BatchNorm._inference_affine);
+    every way gamma, beta or the estimates change must show in the next output."""
+    torch.manual_seed(7)
+    bn = own_bn(dtype=torch.float32)
+    x = torch.randn(6, C, 4, 4)
+
+    def expected():
+        scale = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
+        shift = bn.bias.detach() - bn.running_mean * scale
+        return scale.view(1, C, 1, 1) * x + shift.view(1, C, 1, 1)
+
+    def check():
+        bn.eval()
+        with torch.no_grad():
+            first, again = bn(x), bn(x)
+        assert torch.equal(first, again)
+        assert_close(first, expected(), rtol=1e-5, atol=1e-6)
+
+    check()
+    cached = bn._affine_cache
+    check()
+    assert bn._affine_cache is cached  # reused, not recomputed
+    bn.train()
+    bn(torch.randn(6, C, 4, 4))  # the moving averages move (in place)
+    check()
+    bn.weight.grad = torch.ones(C)
+    bn.bias.grad = torch.ones(C)
+    torch.optim.SGD(bn.parameters(), lr=0.5).step()  # gamma and beta move (in place)
+    check()
+    other = own_bn(dtype=torch.float32, seed=3)
+    bn.load_state_dict(other.state_dict())
+    check()
+    bn.running_var = torch.full((C,), 4.0)  # a new tensor in place of the buffer
+    check()
+    bn.eps = 0.5
+    check()
+    bn.double()  # .to() swaps the parameters' data
+    x = x.double()
+    bn.eval()
+    with torch.no_grad():
+        assert bn(x).dtype == torch.float64
+    assert_close(bn(x).detach(), expected(), rtol=1e-10, atol=1e-10)
+    # With gradients wanted the map is built afresh, and gamma and beta get their gradients.
+    bn.weight.grad = bn.bias.grad = None
+    bn(x).sum().backward()
+    assert bn.weight.grad is not None and bn.weight.grad.abs().sum() > 0
+
+
 def test_eval_single_example_is_allowed():
     bn = BatchNorm(C).eval()
     assert bn(torch.randn(1, C)).shape == (1, C)
