@@ -238,6 +238,20 @@ def test_inference_reuses_its_affine_map_until_a_parameter_or_statistic_changes(
     assert bn.weight.grad is not None and bn.weight.grad.abs().sum() > 0
 
 
+def test_a_frozen_bn_evaluated_under_inference_mode_still_trains_its_input():
+    """Lightning evaluates under torch.inference_mode; a frozen BN (eval mode, no parameter
+    gradients, as in fine-tuning) must then still pass gradients to its input in training."""
+    bn = own_bn(dtype=torch.float32).eval()
+    bn.requires_grad_(False)
+    x = torch.randn(6, C, 4, 4)
+    with torch.inference_mode():
+        bn(x)
+    x.requires_grad_(True)
+    bn(x).sum().backward()
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    assert_close(x.grad, scale.view(1, C, 1, 1).expand_as(x), rtol=1e-5, atol=1e-6)
+
+
 def test_eval_single_example_is_allowed():
     bn = BatchNorm(C).eval()
     assert bn(torch.randn(1, C)).shape == (1, C)
