@@ -14,8 +14,7 @@ from dataclasses import asdict, dataclass
 from omegaconf import DictConfig
 
 from bnbench.errors import ConfigError
-from bnbench.schema import SHUFFLE_MODES as MODES
-from bnbench.schema import plain
+from bnbench.schema import SHUFFLE_MODES as MODES, plain
 
 
 @dataclass(frozen=True)

@@ -348,24 +348,24 @@ class BatchNorm(nn.Module):
     def _inference_affine(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Alg. 2's map y = scale * x + shift: scale = gamma / sqrt(Var + eps), shift = beta - E[x] * scale.
 
-        Where no gradient is wanted (evaluation, under no_grad or inference_mode) the pair is kept and reused until
-        gamma, beta or a running estimate changes: the same tensor with the same version counter
-        (bumped by every in-place write: an optimizer step, the moving averages, the population
-        pass, load_state_dict) and the same storage (`.to()` swaps a parameter's data). Its four
-        small ops were 20% of the layer's inference time on (32, 64, 7, 7) and 38% on (60, 100)."""
-        tensors = (self.weight, self.bias, self.running_mean, self.running_var)
+        Where no gradient is wanted (evaluation, under no_grad or inference_mode) the pair is kept
+        and reused until gamma, beta or a running estimate changes: the same tensor with the same
+        version counter (bumped by every in-place write: an optimizer step, the moving averages,
+        the population pass, load_state_dict) and the same storage (`.to()` swaps a parameter's
+        data). Its four small ops were 20% of the layer's inference time on (32, 64, 7, 7) and 38%
+        on (60, 100)."""
         if torch.is_grad_enabled():
             # gradients may flow to gamma and beta through the pair, or be saved through it for x's
             # (a pair made under Lightning's inference_mode could not be saved for backward)
             return self._affine()
+        tensors = (self.weight, self.bias, self.running_mean, self.running_var)
         try:
             key = tuple((t._version, t.data_ptr()) for t in tensors) + (self.eps,)
         except RuntimeError:  # a module made under torch.inference_mode: no version counters
             return self._affine()
         cache = self._affine_cache
         if cache is None or cache[2] != key or any(a is not b for a, b in zip(cache[3], tensors)):
-            with torch.no_grad():
-                cache = self._affine_cache = (*self._affine(), key, tensors)
+            cache = self._affine_cache = (*self._affine(), key, tensors)
         return cache[0], cache[1]
 
     def _affine(self) -> tuple[torch.Tensor, torch.Tensor]:
