@@ -215,10 +215,13 @@ def test_inference_reuses_its_affine_map_until_a_parameter_or_statistic_changes(
     bn.train()
     bn(torch.randn(6, C, 4, 4))  # the moving averages move (in place)
     check()
-    bn.weight.grad = torch.ones(C)
-    bn.bias.grad = torch.ones(C)
-    torch.optim.SGD(bn.parameters(), lr=0.5).step()  # gamma and beta move (in place)
-    check()
+    for param in (bn.weight, bn.bias):  # gamma alone, then beta alone, moves (in place)
+        param.grad = torch.ones(C)
+        torch.optim.SGD([param], lr=0.5).step()
+        check()
+    for buffer in (bn.running_mean, bn.running_var):  # one estimate alone, in place
+        buffer.mul_(1.5)
+        check()
     other = own_bn(dtype=torch.float32, seed=3)
     bn.load_state_dict(other.state_dict())
     check()
@@ -577,6 +580,27 @@ def test_eval_keeps_the_input_dtype():
     y = ours(x)
     assert y.dtype == torch.bfloat16
     assert_close(y, ref(x), rtol=0.01, atol=0.01)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_inference_in_nhwc_matches_nchw(dtype):
+    """NHWC inputs (CPU runs' layout) take a fused path in inference: the same values as NCHW
+    (to one rounding), the input's layout and dtype kept, under no_grad and with gradients wanted."""
+    torch.manual_seed(14)
+    bn = own_bn(dtype=torch.float32)
+    bn(torch.randn(6, C, 4, 4) * 2 + 1)  # non-trivial running estimates
+    bn.eval()
+    x = torch.randn(5, C, 4, 3).to(dtype)
+    nhwc = x.contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        expected, got = bn(x), bn(nhwc)
+    assert got.dtype == dtype and got.is_contiguous(memory_format=torch.channels_last)
+    assert_close(got, expected, rtol=0.01 if dtype == torch.bfloat16 else 1e-6, atol=1e-2 if dtype == torch.bfloat16 else 1e-6)
+    xg = nhwc.detach().requires_grad_()
+    bn(xg).sum().backward()
+    scale = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach()
+    assert_close(xg.grad.float(), scale.view(1, C, 1, 1).expand(5, C, 4, 3), rtol=0.01, atol=1e-2)
+    assert bn.weight.grad is not None
 
 
 def test_unknown_kernel_raises():

@@ -358,13 +358,16 @@ class BatchNorm(nn.Module):
             # gradients may flow to gamma and beta through the pair, or be saved through it for x's
             # (a pair made under Lightning's inference_mode could not be saved for backward)
             return self._affine()
-        tensors = (self.weight, self.bias, self.running_mean, self.running_var)
+        p, b = self._parameters, self._buffers  # not self.weight etc.: Module.__getattr__ is ~0.4 us a name
+        w, beta, mean, var = tensors = (p["weight"], p["bias"], b["running_mean"], b["running_var"])
         try:
-            key = tuple((t._version, t.data_ptr()) for t in tensors) + (self.eps,)
+            # the identities hold while the cache keeps the tensors alive (no id is reused meanwhile)
+            key = (id(w), w._version, w.data_ptr(), id(beta), beta._version, beta.data_ptr(), id(mean), mean._version,
+                   mean.data_ptr(), id(var), var._version, var.data_ptr(), self.eps)
         except RuntimeError:  # a module made under torch.inference_mode: no version counters
             return self._affine()
         cache = self._affine_cache
-        if cache is None or cache[2] != key or any(a is not b for a, b in zip(cache[3], tensors)):
+        if cache is None or cache[2] != key:
             cache = self._affine_cache = (*self._affine(), key, tensors)
         return cache[0], cache[1]
 
@@ -388,8 +391,11 @@ class BatchNorm(nn.Module):
             scale, shift = self._inference_affine()
             if x.dim() == 2:
                 return _as(torch.addcmul(shift, x, scale), x.dtype)
-            # (addcmul with two per-feature operands takes a slow path on CPU when C is not innermost)
             shape = self._shape(x)
+            if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last):
+                # NHWC (CPU runs' layout, run.channels_last): C is innermost, one fused pass
+                return _as(torch.addcmul(shift.view(shape), x, scale.view(shape)), x.dtype)
+            # (addcmul with two per-feature operands takes a slow path on CPU when C is not innermost)
             return _as(x.mul(scale.view(shape)).add_(shift.view(shape)), x.dtype)
 
         group = self._sync_group()

@@ -30,6 +30,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tests/benchmarks/timing.py
 
 
 BN_SHAPES = {"mlp_60x100": (60, 100), "conv_32x64x7x7": (32, 64, 7, 7)}
+# test_bn_layer also times the 4-d case in NHWC, the layout of convolutional runs on CPU (run.channels_last)
+BN_LAYOUTS = {**{k: (v, False) for k, v in BN_SHAPES.items()}, "conv_32x64x7x7_nhwc": ((32, 64, 7, 7), True)}
 BN_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 # train: forward + backward on batch statistics (Alg. 1); eval: forward + backward through the fixed
 # affine map (frozen statistics, as in fine-tuning); infer: the forward alone under no_grad (Alg. 2).
@@ -47,17 +49,19 @@ def report_against(benchmark, title: str, medians: dict[str, float], reference: 
 
 @pytest.mark.parametrize("mode", BN_MODES)
 @pytest.mark.parametrize("dtype", BN_DTYPES.values(), ids=BN_DTYPES.keys())
-@pytest.mark.parametrize("shape", BN_SHAPES.values(), ids=BN_SHAPES.keys())
-def test_bn_layer(benchmark, shape, dtype, mode):
+@pytest.mark.parametrize("case", BN_LAYOUTS.values(), ids=BN_LAYOUTS.keys())
+def test_bn_layer(benchmark, case, dtype, mode):
     """bnbench's own BatchNorm against torch's nn.BatchNorm1d/2d, one layer: each kernel of the own
     BN (bnbench/nn/batchnorm.py: fast, the default; reference, Alg. 1 line by line; compiled, in
     training only, compiled before the timing, dynamic shapes) side by side with torch's. bf16:
     the input is bf16, the parameters and statistics float32, as under autocast. Small timing
     blocks (~0.1-1 ms): on a loaded machine a long block is preempted more often than a short one,
     which skews the ratios against the slower candidate."""
+    shape, channels_last = case
+    layout = torch.channels_last if channels_last else torch.contiguous_format
     torch.manual_seed(0)
-    x = torch.randn(shape, dtype=dtype, requires_grad=mode != "infer")
-    grad = torch.randn(shape, dtype=dtype)
+    x = torch.randn(shape, dtype=dtype).contiguous(memory_format=layout).requires_grad_(mode != "infer")
+    grad = torch.randn(shape, dtype=dtype).contiguous(memory_format=layout)
     kernels = ("fast", "reference", "compiled") if mode == "train" else ("fast", "reference")
     layers = {k: BatchNorm(shape[1], kernel=k) for k in kernels}
     layers["torch"] = (nn.BatchNorm1d if len(shape) == 2 else nn.BatchNorm2d)(shape[1])
@@ -77,7 +81,7 @@ def test_bn_layer(benchmark, shape, dtype, mode):
     medians = side_by_side({k: (lambda layer=layer: step(layer)) for k, layer in layers.items()}, rounds=150,
                            inner=inner)
     what = "forward (no grad)" if mode == "infer" else "forward+backward"
-    report_against(benchmark, f"BN {mode} {what} {tuple(shape)} {str(dtype)[6:]}", medians)
+    report_against(benchmark, f"BN {mode} {what} {tuple(shape)}{' NHWC' * channels_last} {str(dtype)[6:]}", medians)
     benchmark.pedantic(step, args=(layers["fast"],), rounds=20, iterations=inner)
 
 
