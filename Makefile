@@ -13,7 +13,7 @@ STAMP := $(VENV)/.bnbench-installed
 FASHION := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup data study test test-slow test-faults bench clean slurm-up slurm-down test-slurm test-browser
+.PHONY: setup data study test test-slow test-faults bench clean slurm-up slurm-down test-slurm test-browser gpu-wheels
 
 study: setup
 	$(BIN)/bnbench study paper_mnist
@@ -59,6 +59,11 @@ test-slurm: setup
 test-browser: setup
 	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
 	$(BIN)/pytest -m browser
+
+# For a lent GPU machine (README, "On a GPU"): wheels of what its image lacks into .whl/ and the
+# data into .data/ (both git-ignored); carry both there and run `bash tests/gpu/checks.sh`
+gpu-wheels: setup
+	bash tests/gpu/wheels.sh
 
 setup: data $(STAMP)
 

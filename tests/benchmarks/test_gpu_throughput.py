@@ -1,6 +1,8 @@
 """BN-Inception throughput on a CUDA device (-m gpu; skipped without one): a bare PyTorch
-training step on random 224x224 images, bf16 autocast + channels_last against fp32, and the
-own BatchNorm against torch's, side by side. Prints images per second; asserts no time.
+training step on random 224x224 images, bf16 autocast + channels_last against fp32; the same
+steps through the harness (Lightning + Classifier, data=synthetic) against by hand; the own
+BatchNorm against torch's, in the network and as one layer. Side by side; prints images per
+second and ratios; asserts no time.
 
     pytest -o addopts="" tests/benchmarks/test_gpu_throughput.py --benchmark-only -s
 """
@@ -13,7 +15,7 @@ import torch.nn.functional as F
 
 from bnbench.models.inception import BNInception
 from bnbench.nn.norm import create_norm
-from timing import report, side_by_side
+from timing import bare_seconds_per_step, gpu_overrides, report, seconds_per_step, side_by_side
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")]
 
@@ -73,3 +75,80 @@ def test_own_batchnorm_against_torch_in_bn_inception(benchmark):
            unit="ms", scale=1e3)
     images_per_s(benchmark, batch, medians)
     benchmark.pedantic(steps["bnbench"], rounds=5, iterations=1)
+
+
+NO_DISTORTION = ["recipe.distortion.brightness=0", "recipe.distortion.contrast=0", "recipe.distortion.saturation=0",
+                 "recipe.distortion.hue=0"]
+
+
+@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
+@pytest.mark.parametrize("batch", [32, 128])
+def test_harness_against_a_bare_step(benchmark, batch, precision, tmp_path):
+    """Roadmap target: BN-Inception through the harness at >= 95% of a bare step's images/s
+    (batch 32 and 128, fp32 and bf16). Harness: `bnbench train model=bn_inception data=synthetic`
+    as built by bnbench.train.build, under Lightning (timing.seconds_per_step); bare: the same
+    model, optimizer, schedule and batch by hand (timing.bare_seconds_per_step). Both NHWC and
+    without the recipe's photometric distortions (the bare step has none); the harness with them
+    is timed beside, for their cost. 30 warm-up steps, 100 timed, 2 rounds interleaved."""
+    overrides = gpu_overrides(["data=synthetic"], tmp_path, precision=precision, batch=batch)
+    fns = {"harness": lambda: seconds_per_step([*overrides, *NO_DISTORTION], 30, 100),
+           "bare": lambda: bare_seconds_per_step([*overrides, *NO_DISTORTION], 30, 100),
+           "harness_distorted": lambda: seconds_per_step(overrides, 30, 100)}
+    times = {name: [] for name in fns}
+    for _ in range(2):
+        for name, fn in fns.items():
+            times[name].append(fn())
+    medians = {name: min(ts) for name, ts in times.items()}  # the less disturbed of two whole runs
+    report(benchmark, f"BN-Inception step through the harness, batch {batch}, {precision}, "
+           f"{torch.cuda.get_device_name()}", medians, unit="ms", scale=1e3)
+    images_per_s(benchmark, batch, medians)
+    print(f"[bench] harness images/s / bare: {medians['bare'] / medians['harness']:.3f} (goal >= 0.95); "
+          f"with the distortions: {medians['bare'] / medians['harness_distorted']:.3f}")
+    benchmark.pedantic(lambda: None, rounds=1, iterations=1)
+
+
+LAYER_SHAPES = {"conv_128x256x28x28": (128, 256, 28, 28), "fc_128x1024": (128, 1024)}
+
+
+@pytest.mark.parametrize("mode", ["train", "infer"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("shape", LAYER_SHAPES.values(), ids=LAYER_SHAPES.keys())
+def test_bn_layer_on_cuda(benchmark, shape, dtype, mode):
+    """Roadmap target: the own BN within 1.2x of torch's on a GPU, every mode. One layer,
+    forward + backward (train) or forward under no_grad (infer), NHWC for 4-d, each kernel of
+    the own BN against torch's, side by side (each call synchronized). bf16: bf16 input,
+    float32 parameters and statistics, as under autocast."""
+    from torch import nn
+
+    from bnbench.nn.batchnorm import BatchNorm
+
+    torch.manual_seed(0)
+    layout = torch.channels_last if len(shape) == 4 else torch.contiguous_format
+    x = torch.randn(shape, device="cuda", dtype=dtype).contiguous(memory_format=layout)
+    x.requires_grad_(mode == "train")
+    grad = torch.randn_like(x)
+    kernels = ("fast", "compiled") if mode == "train" else ("fast",)
+    layers = {k: BatchNorm(shape[1], kernel=k).cuda() for k in kernels}
+    layers["torch"] = (nn.BatchNorm1d if len(shape) == 2 else nn.BatchNorm2d)(shape[1]).cuda()
+    for layer in layers.values():
+        layer.train(mode == "train")
+
+    def call(layer):
+        if mode == "train":
+            layer(x).backward(grad)
+        else:
+            with torch.no_grad():
+                layer(x)
+        torch.cuda.synchronize()
+
+    for layer in layers.values():  # warm-up; "compiled" compiles here
+        for _ in range(3):
+            call(layer)
+    medians = side_by_side({k: (lambda layer=layer: call(layer)) for k, layer in layers.items()}, rounds=100, inner=5)
+    ratios = {k: v / medians["torch"] for k, v in medians.items() if k != "torch"}
+    benchmark.extra_info.update({f"median_{k}_s": v for k, v in medians.items()})
+    benchmark.extra_info.update({f"ratio_{k}_over_torch": r for k, r in ratios.items()})
+    print(f"\n[bench] BN {mode} on CUDA {tuple(shape)} {str(dtype)[6:]}: "
+          + ", ".join(f"{k} {v * 1e6:.1f} us" for k, v in medians.items()) + "; "
+          + ", ".join(f"{k}/torch = {r:.2f}" for k, r in ratios.items()))
+    benchmark.pedantic(call, args=(layers["fast"],), rounds=5, iterations=1)

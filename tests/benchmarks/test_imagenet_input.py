@@ -40,13 +40,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import pytorch_lightning as pl
 import torch
 from PIL import Image
 
 from bnbench.data.imagefolder import (ImageFolderDataModule, TrainImages, crop_box, draft_for_crop, scan_split,
                                       to_tensor)
-from timing import one_thread, report  # noqa: F401 (one_thread: a fixture)
+from timing import gpu_overrides, one_thread, report, seconds_per_step  # noqa: F401 (one_thread: a fixture)
 
 SIZE = (500, 375)        # ImageNet's typical training image (width, height); 1 in 5 portrait
 LARGE = (1000, 750)      # where reduced-size decoding can apply
@@ -392,70 +391,8 @@ def test_float32_against_uint8_batches(benchmark):
 GPU_BATCH, WARMUP, MEASURED = 128, 30, 100
 
 
-def gpu_overrides(data: list[str], results: Path, accelerator: str = "gpu", precision: str = "bf16-mixed",
-                  batch: int = GPU_BATCH) -> list[str]:
-    return [*data, "model=bn_inception", "norm=batch", "logger=none", f"paths.results={results}",
-            "run.checkpoint.every_s=null", f"recipe.batch_size={batch}", f"trainer.accelerator={accelerator}",
-            f"trainer.precision={precision}", "run.channels_last=true"]
-
-
 def imagenet_data(root: Path, workers: int) -> list[str]:
     return ["data=imagenet", f"data.root={root}", f"data.num_workers={workers}", "data.val_size=128"]
-
-
-class StepClock(pl.Callback):
-    """Wall time from the end of step `warmup` to the end of step `warmup + measured`, the
-    device synchronized at both ends."""
-
-    def __init__(self, warmup: int, measured: int, sync: Callable[[], None]):
-        self.warmup, self.measured, self.sync = warmup, measured, sync
-        self.calls, self.t0, self.seconds = 0, None, None
-
-    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-        self.calls += 1
-        if self.calls == self.warmup:
-            self.sync()
-            self.t0 = time.perf_counter()
-        elif self.calls == self.warmup + self.measured:
-            self.sync()
-            self.seconds = time.perf_counter() - self.t0
-
-
-def seconds_per_step(overrides: list[str], warmup: int, measured: int, pinned: bool = False) -> float:
-    """Steady-state seconds per training step of the run these overrides describe: the model,
-    data module and Classifier as `bnbench train` builds them (bnbench.train.build), the
-    Trainer from the run's trainer config, no validation, no logger. `pinned`: the train
-    loader with pin_memory=True (the data module's is False), to show what that would buy."""
-    from conftest import compose
-    from hydra.utils import instantiate
-
-    from bnbench.train import build, quiet_lightning
-
-    quiet_lightning()
-    cfg = compose([*overrides, f"trainer.max_steps={warmup + measured}"])
-    parts = build(cfg)
-    if pinned:
-        make = parts.datamodule.train_dataloader
-
-        def pinned_loader():
-            loader = make()
-            loader.pin_memory = True
-            return loader
-
-        parts.datamodule.train_dataloader = pinned_loader
-    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
-    clock = StepClock(warmup, measured, sync)
-    trainer = instantiate(cfg.trainer, logger=False, callbacks=[clock], enable_progress_bar=False,
-                          enable_checkpointing=False, limit_val_batches=0, num_sanity_val_steps=0)
-    trainer.fit(parts.system, datamodule=parts.datamodule)
-    assert trainer.global_step == warmup + measured and clock.seconds is not None
-    assert trainer.train_dataloader.pin_memory == pinned
-    seconds = clock.seconds / measured
-    del trainer, parts, clock
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-    return seconds
 
 
 @pytest.fixture(scope="session")
