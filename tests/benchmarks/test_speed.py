@@ -158,12 +158,39 @@ def step_parts(model_name: str, steps: int):
     return recipe, build(), loader
 
 
+def bench_trainer(steps: int) -> pl.Trainer:
+    return pl.Trainer(max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                      enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0,
+                      log_every_n_steps=100, accelerator="cpu", devices=1)
+
+
 def run_bnbench(steps: int, model_name: str = "paper_mlp", channels_last: bool = False) -> None:
     recipe, model, loader = step_parts(model_name, steps)
-    trainer = pl.Trainer(max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0,
-                         log_every_n_steps=100, accelerator="cpu", devices=1)
-    trainer.fit(Classifier(model, recipe, 10, channels_last=channels_last), train_dataloaders=loader)
+    bench_trainer(steps).fit(Classifier(model, recipe, 10, channels_last=channels_last), train_dataloaders=loader)
+
+
+class MinimalModule(pl.LightningModule):
+    """The least a LightningModule can be for the same work: the loss, the recipe's optimizer
+    and schedule. What Lightning's own loop costs, with nothing of bnbench's in it."""
+
+    def __init__(self, model: nn.Module, recipe: Recipe):
+        super().__init__()
+        self.model, self.recipe = model, recipe
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        return F.cross_entropy(self.model(x), y)
+
+    def configure_optimizers(self):
+        r = self.recipe
+        opt = torch.optim.SGD(parameter_groups(self.model, r.weight_decay), lr=r.lr)
+        schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: r.decay_gamma ** (step / r.decay_every))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+
+def run_lightning_minimal(steps: int, model_name: str = "paper_mlp") -> None:
+    recipe, model, loader = step_parts(model_name, steps)
+    bench_trainer(steps).fit(MinimalModule(model, recipe), train_dataloaders=loader)
 
 
 def run_bare(steps: int, model_name: str = "paper_mlp") -> None:
@@ -189,7 +216,8 @@ def run_bare(steps: int, model_name: str = "paper_mlp") -> None:
 def test_training_step_against_a_bare_loop(benchmark, model_name):
     """A bnbench training step (Lightning, the Classifier, in-memory batches) against a bare
     PyTorch loop doing the same work, with BN (roadmap: the MLP within 1.10x, inception_mini
-    within 1.03x). Trainer set-up included."""
+    within 1.03x). Trainer set-up included. Beside them, the same work through a minimal
+    LightningModule: the floor any Lightning module stands on (its ratio to bare is printed too)."""
     import logging
     import warnings
 
@@ -197,10 +225,14 @@ def test_training_step_against_a_bare_loop(benchmark, model_name):
     warnings.filterwarnings("ignore")
     steps = MODELS[model_name][2]
     medians = side_by_side({"bnbench": lambda: run_bnbench(steps, model_name),
-                            "bare": lambda: run_bare(steps, model_name)}, rounds=3)
+                            "bare": lambda: run_bare(steps, model_name),
+                            "lightning_minimal": lambda: run_lightning_minimal(steps, model_name)}, rounds=3)
     report(benchmark, f"{steps} training steps, {model_name} + BN", medians, unit="ms", scale=1e3)
+    floor = medians["lightning_minimal"] / medians["bare"]
     benchmark.extra_info.update({f"steps_per_s_{k}": steps / v for k, v in medians.items()})
-    print(f"[bench] steps/s: bnbench {steps / medians['bnbench']:.0f}, bare {steps / medians['bare']:.0f}")
+    benchmark.extra_info["ratio_lightning_minimal_over_bare"] = floor
+    print("[bench] steps/s: " + ", ".join(f"{k} {steps / v:.0f}" for k, v in medians.items())
+          + f"; lightning_minimal/bare = {floor:.3f}")
     benchmark.pedantic(run_bnbench, args=(steps, model_name), rounds=1, iterations=1)
 
 
