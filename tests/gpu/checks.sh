@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The GPU checks of the speed roadmap (README, "On a GPU"), in one run on a machine with a CUDA
-# device, each part time-boxed so that the whole fits a short lease (~11 minutes at most):
+# The GPU checks of the speed roadmap (README, "On a GPU") on a machine with a CUDA device, each
+# part time-boxed (680 s at most in all). A lent machine runs one command for at most 10 minutes:
+# run it as two calls, PARTS="tests harness bn_layer" (410 s at most), then at once (a machine
+# left idle goes back within a minute) PARTS="imagenet placement" (270 s at most).
 #   bash tests/gpu/checks.sh [OUT]     into OUT (default gpu-checks/): checks.log (every part's whole
 #                                      output) and each benchmark part's pytest-benchmark JSON
 #   PARTS="tests harness" bash tests/gpu/checks.sh      only these parts
@@ -50,11 +52,11 @@ bench() {  # bench NAME SECONDS PYTEST-ARGS...: a benchmark part, its JSON in OU
     --benchmark-json="$OUT/$name.json" "$@"
 }
 
-part tests 150 $PY -m pytest -p no:cacheprovider -o addopts="" -m gpu -q -rs tests/test_gpu.py
+part tests 90 $PY -m pytest -p no:cacheprovider -o addopts="" -m gpu -q -rs tests/test_gpu.py
 bench harness 200 tests/benchmarks/test_gpu_throughput.py -k "harness or bf16_channels_last"
 bench bn_layer 120 tests/benchmarks/test_gpu_throughput.py -k "bn_layer_on_cuda or own_batchnorm"
-bench imagenet 180 -m gpu tests/benchmarks/test_imagenet_input.py
+bench imagenet 150 -m gpu tests/benchmarks/test_imagenet_input.py
 scratch=$(mktemp -d)  # the placement study's records and report (only its wall time comes back)
-part placement 150 $PY -m bnbench.cli study paper_mnist trainer.accelerator=gpu trainer.max_steps=5000 \
+part placement 120 $PY -m bnbench.cli study paper_mnist trainer.accelerator=gpu trainer.max_steps=5000 \
   logger=none data.root="$PWD/.data/fashion-mnist" paths.results="$scratch/results" paths.reports="$scratch/reports"
 exit $status
