@@ -23,7 +23,7 @@ from bnbench.nn.batchnorm import BatchNorm
 from bnbench.nn.norm import create_norm
 from bnbench.recipe import Recipe
 from bnbench.system import Classifier, parameter_groups
-from timing import one_thread, report, side_by_side  # noqa: F401 (one_thread: a fixture)
+from timing import one_thread, report, report_against, side_by_side  # noqa: F401 (one_thread: a fixture)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/benchmarks/timing.py
@@ -36,15 +36,6 @@ BN_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 # train: forward + backward on batch statistics (Alg. 1); eval: forward + backward through the fixed
 # affine map (frozen statistics, as in fine-tuning); infer: the forward alone under no_grad (Alg. 2).
 BN_MODES = ("train", "eval", "infer")
-
-
-def report_against(benchmark, title: str, medians: dict[str, float], reference: str = "torch") -> None:
-    """Like `report`, with every candidate's ratio to `reference`."""
-    ratios = {k: v / medians[reference] for k, v in medians.items() if k != reference}
-    benchmark.extra_info.update({f"median_{k}_s": v for k, v in medians.items()})
-    benchmark.extra_info.update({f"ratio_{k}_over_{reference}": r for k, r in ratios.items()})
-    parts = ", ".join(f"{k} {v * 1e6:.1f} us" for k, v in medians.items())
-    print(f"\n[bench] {title}: {parts}; " + ", ".join(f"{k}/{reference} = {r:.2f}" for k, r in ratios.items()))
 
 
 @pytest.mark.parametrize("mode", BN_MODES)
@@ -158,6 +149,13 @@ def step_parts(model_name: str, steps: int):
     return recipe, build(), loader
 
 
+def recipe_optimizer(model: nn.Module, recipe: Recipe):
+    """The recipe's SGD on its parameter groups (weights with L2; BN's gamma/beta and biases
+    without) and its schedule, as the Classifier configures them (the benchmark recipe has no momentum)."""
+    opt = torch.optim.SGD(parameter_groups(model, recipe.weight_decay), lr=recipe.lr)
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda step: recipe.decay_gamma ** (step / recipe.decay_every))
+
+
 def bench_trainer(steps: int) -> pl.Trainer:
     return pl.Trainer(max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                       enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0,
@@ -182,9 +180,7 @@ class MinimalModule(pl.LightningModule):
         return F.cross_entropy(self.model(x), y)
 
     def configure_optimizers(self):
-        r = self.recipe
-        opt = torch.optim.SGD(parameter_groups(self.model, r.weight_decay), lr=r.lr)
-        schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: r.decay_gamma ** (step / r.decay_every))
+        opt, schedule = recipe_optimizer(self.model, self.recipe)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
 
@@ -197,8 +193,7 @@ def run_bare(steps: int, model_name: str = "paper_mlp") -> None:
     """The same work by hand: the recipe's SGD on the same parameter groups (weights with L2,
     BN's gamma/beta and biases without) and its learning-rate schedule stepped every step."""
     recipe, model, loader = step_parts(model_name, steps)
-    opt = torch.optim.SGD(parameter_groups(model, recipe.weight_decay), lr=recipe.lr)
-    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: recipe.decay_gamma ** (step / recipe.decay_every))
+    opt, schedule = recipe_optimizer(model, recipe)
     done = 0
     while done < steps:
         for x, y in loader:
