@@ -134,6 +134,7 @@ def finish_logger(logger: WandbLogger | None, record: Record | None, failed: boo
         "steps_to_target": record.steps_to_target,
         "time_to_target": record.time_to_target,
         "train_s": record.train_s,
+        "train_cpu_s": record.train_cpu_s,
         "wall_s": record.wall_s,
     })
     wandb.finish(exit_code=1 if failed else 0)

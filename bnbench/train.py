@@ -247,6 +247,7 @@ def make_record(cfg, ctx: RunContext, plan: ProcessPlan, parts: Parts, trainer, 
         time_to_target=reach_table(curve["train_s"], curve["acc"], targets),
         train_s=tracker.train_s,
         eval_s=tracker.eval_s,
+        train_cpu_s=tracker.train_cpu_s,
         wall_s=wall_s,
         started=started.isoformat(timespec="seconds"),
         # the trainer's device: Lightning moves the module back to the CPU when fit ends

@@ -15,7 +15,7 @@ from conftest import FASHION_ROOT, compose, needs_fashion, records_under, run_cl
 from wandb_log import summary_and_run
 
 REQUIRED = {"run_id", "status", "seed", "choices", "steps", "best_acc", "final_acc", "steps_to_target",
-            "time_to_target", "wall_s", "train_s", "eval_s", "env", "config", "recipe", "targets"}
+            "time_to_target", "wall_s", "train_s", "eval_s", "train_cpu_s", "env", "config", "recipe", "targets"}
 
 
 def only_record(root: Path) -> dict:
@@ -37,6 +37,7 @@ def test_short_real_run_on_fashion_mnist_writes_record_and_offline_wandb_run(tmp
     assert 0.5 < rec["best_acc"] <= 1 and rec["final_acc"] is not None
     assert rec["steps_to_target"]["0.5"] in (100, 200, 300) and rec["steps_to_target"]["0.99"] is None
     assert 0 < rec["time_to_target"]["0.5"] <= rec["train_s"] < rec["wall_s"]
+    assert 0 < rec["train_cpu_s"]  # the process's CPU seconds over the same stretches (report: clock_note)
     assert rec["env"]["packages"]["torch"] and rec["env"]["device"] == "cpu"
     curves = json.loads((records_under(tmp_path / "results")[0].parent / "curves.json").read_text())
     assert curves["step"] == [100, 200, 300]

@@ -32,6 +32,33 @@ def unit_quantiles(activations: torch.Tensor) -> torch.Tensor:
     return torch.quantile(per_unit, q, dim=1)
 
 
+class TrainingClock:
+    """Seconds of training so far on one clock (`now`: the wall clock, or this process's CPU
+    time), evaluations excluded and earlier attempts of a resumed run included."""
+
+    def __init__(self, now):
+        self.now = now
+        self.before = 0.0  # training seconds of the attempts before this one
+        self.eval_s = 0.0  # evaluation seconds, all attempts
+        self._t0 = None
+        self._eval_before = self._v0 = 0.0
+
+    def start(self) -> None:
+        self._t0, self._eval_before = self.now(), self.eval_s
+
+    def start_eval(self) -> None:
+        self._v0 = self.now()
+
+    def end_eval(self) -> None:
+        self.eval_s += self.now() - self._v0
+
+    @property
+    def train_s(self) -> float:
+        if self._t0 is None:
+            return self.before
+        return self.before + self.now() - self._t0 - (self.eval_s - self._eval_before)
+
+
 class RunTracker(pl.Callback):
     """Curves and timing, plus a progress line per evaluation when no progress bar is shown.
 
@@ -50,9 +77,9 @@ class RunTracker(pl.Callback):
         self.curve: dict[str, list] = {"step": [], "acc": [], "test_acc": [], "train_s": [], "loss": []}
         self.probe: list[list[list[float]]] = []
         self.probe_step: list[int] = []
-        self.eval_s = 0.0
-        self._t0 = self._v0 = 0.0
-        self._before = self._eval_before = 0.0  # clocks of the attempts before this one (a resumed run)
+        # wall seconds (train_s, eval_s: what time-to-target reads) and this process's CPU seconds
+        # beside them (train_cpu_s): on CPU their ratio says whether the run had its cores to itself
+        self.wall, self.cpu = TrainingClock(time.perf_counter), TrainingClock(time.process_time)
         self._next_line = 0  # progress lines about every 10% of the run
         self.record_validate = False  # also record `trainer.validate` runs (train.py's evaluation after fit)
 
@@ -69,19 +96,22 @@ class RunTracker(pl.Callback):
     def state_dict(self) -> dict:
         """What a checkpoint carries (bnbench/checkpoint.py): the curves, probes and clocks so far."""
         return {"curve": self.curve, "probe": self.probe, "probe_step": self.probe_step, "train_s": self.train_s,
-                "eval_s": self.eval_s, "next_line": self._next_line}
+                "eval_s": self.eval_s, "train_cpu_s": self.train_cpu_s, "eval_cpu_s": self.cpu.eval_s,
+                "next_line": self._next_line}
 
     def load_state_dict(self, state: dict) -> None:
         self.curve = {k: list(v) for k, v in state["curve"].items()}
         self.probe, self.probe_step = [*state["probe"]], [*state["probe_step"]]
-        self._before, self.eval_s, self._next_line = state["train_s"], state["eval_s"], state["next_line"]
+        self.wall.before, self.wall.eval_s = state["train_s"], state["eval_s"]
+        self.cpu.before, self.cpu.eval_s = state["train_cpu_s"], state["eval_cpu_s"]
+        self._next_line = state["next_line"]
 
     def on_train_start(self, trainer, pl_module):
         if self.probe_batch is not None and trainer.global_step == 0:  # before any update (not on resume)
             self._record_probe(pl_module, 0)
         self._sync(pl_module)
-        self._t0 = time.perf_counter()
-        self._eval_before = self.eval_s
+        self.wall.start()
+        self.cpu.start()
 
     def wants_test(self, val_acc: float) -> bool:
         """Whether the evaluation under way, whose validation accuracy is `val_acc`, also covers the
@@ -101,14 +131,22 @@ class RunTracker(pl.Callback):
     def on_validation_start(self, trainer, pl_module):
         self._trainer = trainer
         self._sync(pl_module)
-        self._v0 = time.perf_counter()
+        self.wall.start_eval()
+        self.cpu.start_eval()
 
     @property
     def train_s(self) -> float:
         """Seconds of training so far, evaluation excluded (and earlier attempts included)."""
-        if not self._t0:
-            return self._before
-        return self._before + time.perf_counter() - self._t0 - (self.eval_s - self._eval_before)
+        return self.wall.train_s
+
+    @property
+    def eval_s(self) -> float:
+        return self.wall.eval_s
+
+    @property
+    def train_cpu_s(self) -> float:
+        """This process's CPU seconds over the same stretches as train_s (all its threads)."""
+        return self.cpu.train_s
 
     def on_validation_end(self, trainer, pl_module):
         if trainer.sanity_checking or not (trainer.state.fn == "fit" or self.record_validate):
@@ -118,7 +156,8 @@ class RunTracker(pl.Callback):
         if self.probe_batch is not None:
             self._record_probe(pl_module, trainer.global_step)
         self._sync(pl_module)
-        self.eval_s += time.perf_counter() - self._v0
+        self.wall.end_eval()
+        self.cpu.end_eval()
         loss = pl_module.last_loss
         step = trainer.global_step
         for key, value in (("step", step), ("acc", acc), ("test_acc", test_acc), ("train_s", self.train_s),

@@ -20,6 +20,7 @@ from bnbench.errors import ConfigError
 from bnbench.overrides import key_of
 from bnbench.report import adhoc, document, html, plots, summary_json, tables
 from bnbench.report.claims import fmt_x, judge
+from bnbench.report.clocks import clock_note
 from bnbench.report.document import Block, Bullets, Figures, Heading, Para, Quote, Table, markdown, md_lines
 from bnbench.report.stats import MIN_SEEDS
 from bnbench.report.summary import (
@@ -166,6 +167,7 @@ def _header(rep: Report) -> list[Block]:
         launch = (f"`{meta['launch']}`, started {meta.get('started')}, finished "
                   f"{meta.get('finished') or _unfinished(meta, records)}; "
                   f"study wall time {_duration(meta.get('wall_s'))}{_resumed(meta)}")
+    clocks = clock_note(records)
     out.append(Bullets([
         f"Command: {command}",
         f"Runs: {len(records)} ({len(spec.variants)} variants × {len(spec.cells())} grid cell(s) × seeds "
@@ -174,7 +176,7 @@ def _header(rep: Report) -> list[Block]:
         f"Launcher: {_launcher(meta)}",
         f"Code: commit {sha}; torch {env.packages['torch']}, Lightning {env.packages['pytorch-lightning']}, "
         f"on {env.device} ({env.device_name}, {env.torch_threads} torch thread(s) per run)",
-    ]))
+    ] + ([f"Clocks: {clocks}"] if clocks else [])))
     return out
 
 

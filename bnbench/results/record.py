@@ -159,6 +159,9 @@ class Record(JsonObject):
     time_to_target: dict[str, float | None] | None
     train_s: float
     eval_s: float | None
+    # this process's CPU seconds over the same stretches as train_s; on CPU, below train_s x
+    # torch threads where the run shared its cores (report: "Clocks")
+    train_cpu_s: float | None
     wall_s: float
     started: str | None
     env: Env = _nested(Env)
