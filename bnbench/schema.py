@@ -187,6 +187,8 @@ class RunConf:
     max_loss: float = bounded(100.0, above=0, why="the loss above which a run counts as diverged")
     check_every: int = bounded(10, 1, why="steps between divergence checks")
     channels_last: Optional[bool] = None  # null: auto (bnbench/train.py, resolve_channels_last)
+    steps_per_batch: Optional[int] = bounded(
+        None, 1, why="optimizer steps per Lightning batch; null: auto (bnbench/train.py, resolve_steps_per_batch)")
     checkpoint: CheckpointConf = field(default_factory=CheckpointConf)
     resume: bool = True
 

@@ -9,6 +9,8 @@ from collections.abc import Callable
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.plugins.precision import MixedPrecision, Precision
+from pytorch_lightning.strategies import SingleDeviceStrategy
 import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
@@ -30,6 +32,11 @@ class Classifier(pl.LightningModule):
     Divergence: every `check_every` steps the training loss (averaged over ranks) is checked;
     a non-finite loss or one above `max_loss` nats (chance is ln(classes): 2.3 for 10, 6.9 for 1000) stops the
     run, and `diverged_at` holds the step.
+
+    `steps_per_batch` k > 1 (one process only): each Lightning batch holds k consecutive batches
+    (bnbench/data/groups.py) and the system takes one optimizer step on each, by Lightning's
+    manual optimization, with the same arithmetic, random draws and schedule as k = 1: Lightning's
+    per-batch work is paid once per k steps. `global_step` still counts optimizer steps.
     """
 
     def __init__(
@@ -41,8 +48,11 @@ class Classifier(pl.LightningModule):
         max_loss: float = 100.0,
         check_every: int = 10,
         channels_last: bool = False,
+        steps_per_batch: int = 1,
     ):
         super().__init__()
+        self.steps_per_batch = steps_per_batch
+        self.automatic_optimization = steps_per_batch == 1
         self.model, self.recipe, self.distortion = model, recipe, distortion
         self.channels_last = channels_last
         self.max_loss, self.check_every = max_loss, check_every
@@ -90,13 +100,21 @@ class Classifier(pl.LightningModule):
 
     def on_after_batch_transfer(self, batch, dataloader_idx):
         x, y = batch
-        return self.model_input(x, distort=self.trainer.training), y
+        # a group of batches is distorted batch by batch in training_step: the same random draws, in
+        # the same order, as k = 1
+        return self.model_input(x, distort=self.trainer.training and self.steps_per_batch == 1), y
 
     def training_step(self, batch, batch_idx):
+        if self.steps_per_batch > 1:
+            return self._grouped_steps(batch)
         x, y = batch
         loss = F.cross_entropy(self.model(x), y)
+        self._check_and_log(loss, self.global_step)
+        return loss
+
+    def _check_and_log(self, loss: torch.Tensor, step: int) -> None:
+        """Divergence check and training-loss logging for the step `step` (before its update)."""
         self.last_loss = loss.detach()
-        step = self.global_step
         if step % self.check_every == 0:
             # Every rank must take the same decision (a rank stopping alone would leave the others
             # waiting in a collective): judge the sum of the ranks' losses, which is non-finite
@@ -108,7 +126,31 @@ class Classifier(pl.LightningModule):
         if (step + 1) % self.trainer.log_every_n_steps == 0:
             self.log(TRAIN_LOSS, self.last_loss)
             self.log(LR, self.lr_schedulers().get_last_lr()[0])
-        return loss
+
+    def _grouped_steps(self, batch) -> None:
+        """k optimizer steps, one per batch of the group, as automatic optimization takes them
+        (a diverged step too, then the run stops)."""
+        optimizer, schedule, trainer = self.optimizers(), self.lr_schedulers(), self.trainer
+        check, log = self.check_every, trainer.log_every_n_steps
+        backward = self.manual_backward if self._hooked_backward() else torch.Tensor.backward
+        start = self.global_step  # each optimizer.step() below advances it by one
+        for step, (x, y) in enumerate(zip(*(part.chunk(self.steps_per_batch) for part in batch)), start):
+            if self.distortion is not None:
+                x = self.model_input(x, distort=True)
+            loss = F.cross_entropy(self.model(x), y)
+            if step % check == 0 or (step + 1) % log == 0:
+                self._check_and_log(loss, step)
+            optimizer.zero_grad(set_to_none=True)
+            backward(loss)
+            optimizer.step()
+            schedule.step()
+            if trainer.should_stop:
+                break
+        self.last_loss = loss.detach()
+        # Lightning counts batches for its loggers: the W&B step and `log_every_n_steps`. The group
+        # was k steps; counting them keeps both in optimizer steps, as for k = 1 (Lightning adds
+        # the last one itself after this hook, and keeps the count in checkpoints).
+        trainer.fit_loop.epoch_loop._batches_that_stepped += step - start
 
     def on_validation_epoch_start(self) -> None:
         self.tested = False
@@ -126,6 +168,15 @@ class Classifier(pl.LightningModule):
         metric = (self.val_acc, self.test_acc)[dataloader_idx]
         metric.update(self.model(x), y)
         self.log(EVAL_SETS[dataloader_idx], metric, on_step=False, on_epoch=True, add_dataloader_idx=False)
+
+    def _hooked_backward(self) -> bool:
+        """Whether a grouped step's backward must go through Lightning (`manual_backward`): under
+        a loss scaler (16-mixed), a multi-process strategy or a precision plugin of its own. Else it
+        is `loss.backward()`, as Lightning's would be but for its on_before/after_backward hooks,
+        which neither bnbench's callbacks nor this module implement (~10 us a step, make bench)."""
+        plugin = self.trainer.precision_plugin
+        plain = type(plugin) is Precision or (type(plugin) is MixedPrecision and plugin.scaler is None)
+        return not (plain and type(self.trainer.strategy) is SingleDeviceStrategy)
 
     def configure_optimizers(self):
         r = self.recipe

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import sys
 import tempfile
 import time
@@ -102,10 +103,56 @@ def build(cfg: DictConfig, plan: ProcessPlan | None = None) -> Parts:
     channels_last = cfg.run.channels_last
     if channels_last is None:  # auto; the config stays null (it is part of the run's identity)
         channels_last = resolve_channels_last(cfg, model)
+    steps_per_batch = resolve_steps_per_batch(cfg, plan, datamodule)
+    if steps_per_batch > 1:
+        datamodule.steps_per_batch = steps_per_batch
     system = Classifier(model, recipe, datamodule.num_classes, distortion, cfg.run.max_loss, cfg.run.check_every,
-                        channels_last)
-    check_trainer(cfg, plan)
+                        channels_last, steps_per_batch)
+    check_trainer(cfg, plan, steps_per_batch)
     return Parts(recipe, datamodule, system)
+
+
+MAX_STEPS_PER_BATCH = 50  # auto: Lightning's ~0.25 ms a batch is then ~5 us a step (README, "Speed")
+
+
+def resolve_steps_per_batch(cfg: DictConfig, plan: ProcessPlan, datamodule) -> int:
+    """`run.steps_per_batch` (optimizer steps per Lightning batch, bnbench/data/groups.py): null
+    (auto) takes the largest k <= 50 that divides trainer.max_steps, trainer.val_check_interval
+    and trainer.log_every_n_steps, on one process with in-memory data, else 1. The same config
+    resolves the same k everywhere (the config keeps null: part of the run's identity). A k the
+    run cannot take is a ConfigError naming what stands in the way."""
+    k, trainer = cfg.run.get("steps_per_batch"), cfg.trainer
+    counts = {f"trainer.{key}": trainer.get(key) for key in ("max_steps", "val_check_interval", "log_every_n_steps")}
+    obstacles = []
+    if plan.world_size > 1 or plan.ddp:
+        obstacles.append(f"it runs {plan.world_size} process(es) under DDP, which syncs gradients once per "
+                         "forward pass of its wrapper")
+    if not hasattr(type(datamodule), "steps_per_batch"):
+        obstacles.append(f"its data module ({type(datamodule).__name__}) does not group batches (in-memory data "
+                         "does: data=fashion_mnist, data=mnist)")
+    for key, plain in (("accumulate_grad_batches", 1), ("gradient_clip_val", None)):
+        if trainer.get(key, plain) not in (None, plain):
+            obstacles.append(f"trainer.{key}={trainer.get(key)} (Lightning's manual optimization, which takes the "
+                             "grouped steps, does not apply it)")
+    # Lightning's epochs and batch limits count its batches, and a grouped stream has no epochs
+    for key, plain in (("max_epochs", -1), ("min_epochs", 0), ("check_val_every_n_epoch", None),
+                       ("limit_train_batches", 1.0)):
+        if trainer.get(key, plain) not in (None, plain):
+            obstacles.append(f"trainer.{key}={trainer.get(key)} (counts Lightning's batches or epochs)")
+    whole = {key: v for key, v in counts.items() if isinstance(v, int) and not isinstance(v, bool)}
+    if len(whole) < len(counts):
+        obstacles.append(", ".join(f"{key}={v}" for key, v in counts.items() if key not in whole)
+                         + " (whole numbers of steps needed)")
+    if k is None:
+        if obstacles:
+            return 1
+        g = math.gcd(*whole.values())
+        return max(d for d in range(1, MAX_STEPS_PER_BATCH + 1) if g % d == 0)
+    if k > 1:
+        obstacles += [f"{key}={v} is not a multiple of it" for key, v in whole.items() if v % k]
+        if obstacles:
+            raise ConfigError(f"run.steps_per_batch={k} cannot be taken: " + "; ".join(obstacles))
+    return k
 
 
 def resolve_channels_last(cfg: DictConfig, model: torch.nn.Module) -> bool:
@@ -137,13 +184,20 @@ def batch_sizes(cfg: DictConfig, plan: ProcessPlan) -> dict:
     return {"devices": world, "batch_per_device": per_device, "global_batch": global_batch, "norm_batch": norm_batch}
 
 
-def check_trainer(cfg: DictConfig, plan: ProcessPlan) -> None:
+def grouped_trainer_arguments(cfg: DictConfig, steps_per_batch: int) -> dict:
+    """Lightning counts evaluation intervals in batches: with k steps a batch, a k-th as many."""
+    if steps_per_batch == 1:
+        return {}
+    return {"val_check_interval": cfg.trainer.val_check_interval // steps_per_batch}
+
+
+def check_trainer(cfg: DictConfig, plan: ProcessPlan, steps_per_batch: int = 1) -> None:
     """Lightning checks its arguments (max_steps, accelerator, precision...) when the Trainer is
     built: build one, without logger or callbacks, so a bad `trainer.*` value is a config error."""
     quiet_lightning()
     try:
         instantiate(cfg.trainer, logger=False, callbacks=[], enable_progress_bar=False, enable_checkpointing=False,
-                    **trainer_arguments(plan))
+                    **trainer_arguments(plan), **grouped_trainer_arguments(cfg, steps_per_batch))
     except Exception as e:  # Lightning raises MisconfigurationException, ValueError, TypeError...
         raise ConfigError(f"trainer: {' '.join(str(e).split())}") from None
 
@@ -233,6 +287,7 @@ def make_record(cfg, ctx: RunContext, plan: ProcessPlan, parts: Parts, trainer, 
         # optimizer steps; batches: README, "Multi-device and clusters"
         **batch_sizes(cfg, plan),
         launcher=plan.mode,
+        steps_per_batch=parts.system.steps_per_batch,
         steps=trainer.global_step,
         max_steps=trainer.max_steps,
         diverged_at=parts.system.diverged_at,
@@ -320,7 +375,8 @@ def train_process(cfg: DictConfig, ctx: RunContext, plan: ProcessPlan) -> dict |
         if plan.is_zero else None
     placement = {} if plan.ddp else gpu_placement(cfg.trainer, ctx.job_num)  # README, "Studies fill the machine"
     trainer = instantiate(cfg.trainer, logger=logger or False, callbacks=callbacks, enable_progress_bar=bar,
-                          default_root_dir=str(output_dir), **trainer_arguments(plan), **placement)
+                          default_root_dir=str(output_dir), **trainer_arguments(plan), **placement,
+                          **grouped_trainer_arguments(cfg, parts.system.steps_per_batch))
 
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()

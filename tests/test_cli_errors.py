@@ -120,6 +120,9 @@ def test_imagenet_without_a_model_names_the_pair_and_the_recipes_there_are(tmp_p
     (["run.eval_every=0"], ["run.eval_every must be >= 1", "got 0"]),
     (["run.check_every=0"], ["run.check_every must be >= 1"]),
     (["run.threads=0"], ["run.threads must be >= 1"]),
+    (["run.steps_per_batch=0"], ["run.steps_per_batch must be >= 1"]),
+    (["run.steps_per_batch=3", "trainer.max_steps=100", "run.eval_every=50"],
+     ["run.steps_per_batch=3 cannot be taken", "trainer.max_steps=100 is not a multiple of it"]),
     # values Lightning or a module would divide by, or index, mid-run (tracebacks before)
     (["data.eval_batch_size=0"], ["data.eval_batch_size must be >= 1"]),
     (["trainer.val_check_interval=0"], ["trainer.val_check_interval", "got 0"]),

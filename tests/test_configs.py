@@ -64,7 +64,7 @@ def test_option_composes_and_instantiates(group, option, tiny_data, tiny_folder)
     assert trainer.max_steps == cfg.recipe.steps
     parts.datamodule.setup()
     x, y = next(iter(parts.datamodule.train_dataloader()))
-    assert len(x) == cfg.data.batch_size
+    assert len(x) == cfg.data.batch_size * parts.system.steps_per_batch  # in-memory data: grouped (auto)
     parts.system.model.eval()
     with torch.no_grad():
         logits = parts.system.model(parts.system.model_input(x))  # as on_after_batch_transfer gives it

@@ -69,8 +69,7 @@ def test_shuffle_modes_differ_in_how_often_pairs_share_a_batch(tiny_data):
     rates = {}
     for mode in ("shard", "within_shard", "global"):
         parts = built(tiny_data, f"shuffle={mode}", "data.num_shards=6", "recipe.batch_size=20")
-        stream = parts.datamodule.train_dataloader().dataset
-        rates[mode] = co_batch_rate(stream.order(0), stream.order(1), 20)
+        rates[mode] = co_batch_rate(parts.datamodule.train_order(0), parts.datamodule.train_order(1), 20)
     assert rates["shard"] == 1.0  # 600 examples, 6 shards of 100, batches of 20
     assert rates["global"] < rates["within_shard"] < 0.5
     assert rates["within_shard"] == pytest.approx(19 / 99, abs=0.05)

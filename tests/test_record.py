@@ -14,7 +14,8 @@ from bnbench.results.store import read_record, write_run
 # record.json's keys, in the order train.py has always written them (README, "Results")
 RECORD_JSON_ORDER = [
     "schema", "run_id", "status", "error", "study", "launch", "variant", "seed", "choices", "overrides", "recipe",
-    "num_classes", "co_batch_rate", "devices", "batch_per_device", "global_batch", "norm_batch", "launcher", "steps",
+    "num_classes", "co_batch_rate", "devices", "batch_per_device", "global_batch", "norm_batch", "launcher",
+    "steps_per_batch", "steps",
     "max_steps", "diverged_at", "train_size", "val_size", "test_size", "best_acc", "best_step", "test_acc_at_best",
     "final_acc", "final_test_acc", "final_acc_ema", "final_test_acc_ema", "population_batches", "targets",
     "steps_to_target", "time_to_target", "train_s", "eval_s", "train_cpu_s", "wall_s", "started", "env", "config", "output_dir",
@@ -29,7 +30,8 @@ def full_record() -> dict:
     values = {k: None for k in RECORD_JSON_ORDER}
     values.update(schema=1, run_id="r1", status="completed", study="s", launch="L", variant="bn", seed=3,
                   choices={"norm": "batch"}, overrides=["seed=3"], recipe={"lr": 0.5}, num_classes=10, devices=1,
-                  batch_per_device=60, global_batch=60, launcher="single", steps=40, max_steps=40, train_size=600,
+                  batch_per_device=60, global_batch=60, launcher="single", steps_per_batch=1, steps=40, max_steps=40,
+                  train_size=600,
                   val_size=4000, test_size=200, best_acc=0.9, best_step=20, test_acc_at_best=0.8, final_acc=0.7,
                   final_test_acc=0.95, targets=[0.85], steps_to_target={"0.85": 20}, time_to_target={"0.85": 2.0},
                   train_s=4.0, eval_s=1.0, train_cpu_s=3.9, wall_s=5.5, started="2026-01-01T00:00:00+00:00", env=ENV,

@@ -18,6 +18,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
+from bnbench.data.groups import Groups
 from bnbench.data.idx import locate_idx, read_idx
 from bnbench.data.ordering import MODES, epoch_order
 from bnbench.data.position import ResumableLoader, split_position, trained_batches
@@ -143,6 +144,7 @@ class IDXDataModule(pl.LightningDataModule):
     num_classes = 10
     in_shape = (1, 28, 28)
     channels = 1
+    steps_per_batch = 1  # >1: training batches handed to Lightning in groups (data/groups.py; train.py sets it)
 
     def __init__(
         self,
@@ -204,6 +206,8 @@ class IDXDataModule(pl.LightningDataModule):
         self._on_device()
         stream = BatchStream(*self.train_set, self.batch_size, self.shuffle, self.num_shards, self.seed,
                              *rank_and_world(self.trainer))
+        if self.steps_per_batch > 1:
+            stream = Groups(stream, self.steps_per_batch)
         return ResumableLoader(stream, batch_size=None, position=trained_batches(self), seed=self.seed)
 
     def val_dataloader(self) -> list[DataLoader]:

@@ -139,6 +139,7 @@ class Record(JsonObject):
     global_batch: int | None
     norm_batch: int | None
     launcher: str | None
+    steps_per_batch: int | None  # optimizer steps per Lightning batch (run.steps_per_batch, resolved)
     steps: int
     max_steps: int
     diverged_at: int | None
