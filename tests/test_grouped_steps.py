@@ -45,7 +45,7 @@ def wandb_rows(root: Path) -> list[dict]:
     return [{k: v for k, v in row.items() if k not in ("_runtime", "_timestamp", "epoch")} for row in history(path)]
 
 
-def same_run(a: Path, b: Path) -> None:
+def same_run(a: Path, b: Path, weights: bool = True) -> None:
     """Record (but clocks, and the id, overrides, config and steps_per_batch), curves, weights."""
     ra, rb = (json.loads((run_folder(x) / "record.json").read_text()) for x in (a, b))
     skip = UNSTABLE | {"run_id", "overrides", "steps_per_batch"}
@@ -53,6 +53,8 @@ def same_run(a: Path, b: Path) -> None:
     ca, cb = (json.loads((run_folder(x) / "curves.json").read_text()) for x in (a, b))
     for key in ("step", "acc", "test_acc", "loss", "probe"):
         assert ca[key] == cb[key], key
+    if not weights:
+        return
     wa, wb = (torch.load(run_folder(x) / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
               for x in (a, b))
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
@@ -91,6 +93,17 @@ def test_grouped_steps_draw_dropout_and_distortions_as_one_step_per_batch(tmp_pa
     one, auto = train_twice(args, tmp_path)
     assert lightning_batches(one) == 12 and lightning_batches(auto) == 3  # gcd(24, 12, 100) = 4 steps a batch
     same_run(one, auto)
+
+
+def test_a_grouped_run_diverges_at_the_same_step(tiny_data, tmp_path):
+    """A divergence found mid-group (checked every 10 steps, groups of 12) ends the run after the
+    same step as with one step per batch, with the same record."""
+    one, auto = train_twice(["train", "experiment=mnist_bn", f"data.root={tiny_data}", "norm=none",
+                             "model.activation=relu", "recipe.lr=1e6", "logger=none", *GROUPED], tmp_path)
+    record = json.loads((run_folder(auto) / "record.json").read_text())
+    assert record["status"] == "diverged" and record["steps_per_batch"] == 12
+    assert record["diverged_at"] % 12 and record["steps"] == record["diverged_at"] + 1  # mid-group, its step taken
+    same_run(one, auto, weights=False)
 
 
 def test_a_killed_grouped_run_resumes_exactly(tiny_data, tmp_path):
