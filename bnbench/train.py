@@ -401,6 +401,9 @@ def train_process(cfg: DictConfig, ctx: RunContext, plan: ProcessPlan) -> dict |
                 final.update(final_acc_ema=final["final_acc"], final_test_acc_ema=final["final_test_acc"])
                 system = parts.system
                 system.to(trainer.strategy.root_device)  # Lightning's teardown left it on the CPU
+                if getattr(parts.datamodule, "steps_per_batch", 1) > 1:
+                    # Alg. 2 reads training batches, one epoch at most: the loader as k = 1 reads it
+                    parts.datamodule.steps_per_batch = 1
                 inputs = (system.model_input(x) for x, _ in parts.datamodule.train_dataloader())
                 final["population_batches"] = estimate_population_statistics(model, inputs,
                                                                              cfg.norm.population_batches)

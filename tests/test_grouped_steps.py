@@ -84,6 +84,16 @@ def test_grouped_steps_train_the_same_run_as_one_step_per_batch(tiny_data, tmp_p
     assert [row["trainer/global_step"] + 1 for row in rows_auto if "val/acc" in row] == [24, 48, 72, 96, 120]
 
 
+def test_population_statistics_average_the_training_batches_not_the_groups(tiny_data, tmp_path):
+    """Alg. 2 after training (norm.inference=population) reads training batches of 60, one epoch at
+    most (10 of the 30 asked for), grouped or not."""
+    one, auto = train_twice(["train", "experiment=mnist_bn", f"data.root={tiny_data}", "norm.inference=population",
+                             "norm.population_batches=30", "recipe.lr=0.002", "logger=none", *GROUPED], tmp_path)
+    record = json.loads((run_folder(auto) / "record.json").read_text())
+    assert record["population_batches"] == 10 and record["final_acc"] != record["final_acc_ema"]
+    same_run(one, auto)
+
+
 def test_grouped_steps_draw_dropout_and_distortions_as_one_step_per_batch(tmp_path):
     """inception_mini: dropout 0.4 and photometric distortions draw from torch's generator every
     step; a group is distorted batch by batch, so the draws come in the same order."""
