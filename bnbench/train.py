@@ -38,9 +38,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate, to_absolute_path
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import TQDMProgressBar
 
 from bnbench.callbacks.final_eval import FinalEvaluation
+from bnbench.callbacks.progress import StepProgressBar
 from bnbench.callbacks.sync_stats import AverageRunningStats
 from bnbench.callbacks.tracker import QUANTILES, RunTracker
 from bnbench.checkpoint import Checkpointer, checkpoint_dir, read_state, resumable
@@ -366,7 +366,7 @@ def train_process(cfg: DictConfig, ctx: RunContext, plan: ProcessPlan) -> dict |
     resumed = read_state(resume_from) if resume_from else {}
     if resume_from and plan.is_zero:
         log.info("[%s] resuming from step %d (%s)", label, resumed["step"], resume_from)
-    callbacks = [FinalEvaluation(), tracker, checkpointer] + ([TQDMProgressBar(refresh_rate=25)] if bar else [])
+    callbacks = [FinalEvaluation(), tracker, checkpointer] + ([StepProgressBar(refresh_rate=25)] if bar else [])
     if plan.world_size > 1:
         callbacks.append(AverageRunningStats())
     if (faults := step_faults()) is not None:

@@ -185,3 +185,16 @@ def test_a_k_the_run_cannot_take_names_what_stands_in_the_way(kwargs, mentions):
         resolve(**kwargs)
     for text in mentions:
         assert text in str(e.value), (text, str(e.value))
+
+
+def test_the_progress_bar_counts_optimizer_steps(tiny_data, tmp_path):
+    """One bar for the run, in steps of trainer.max_steps, grouped or not (Lightning's counts its
+    batches, epoch by epoch)."""
+    for extra in ([], ["run.steps_per_batch=1"]):
+        proc = run_cli("train", "experiment=mnist_bn", f"data.root={tiny_data}", "logger=none",
+                       "trainer.enable_progress_bar=true", *GROUPED, *extra, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        shown = [line for line in proc.stdout.replace("\r", "\n").splitlines() if line.startswith("Training steps")]
+        assert shown and "120/120" in shown[-1], shown[-3:]
+        assert all("/120 " in line for line in shown)
+        assert "Epoch 1" not in proc.stdout
