@@ -1,7 +1,8 @@
 """Several optimizer steps per Lightning batch (`run.steps_per_batch`, bnbench/data/groups.py,
 bnbench/system.py): the same run, bit for bit, as one step per batch (its record, curves,
-weights and W&B history), across epoch boundaries, with dropout and distortions, killed and
-resumed; auto picks k from the run's intervals; a k the run cannot take is a one-line error."""
+weights and W&B history), across epoch boundaries, with dropout and distortions, diverging, with
+Alg. 2's population pass, killed and resumed; the progress bar counts steps; auto picks k from the
+run's intervals; a k the run cannot take is a one-line error."""
 
 from __future__ import annotations
 
@@ -61,17 +62,25 @@ def same_run(a: Path, b: Path, weights: bool = True) -> None:
 
 
 def train_twice(args: list[str], tmp_path: Path) -> tuple[Path, Path]:
-    """The run with run.steps_per_batch=1, and with the default (auto)."""
+    """The run with run.steps_per_batch=1, and with the default (auto); each one's stdout in out.txt."""
     one, auto = tmp_path / "one", tmp_path / "auto"
     for cwd, extra in ((one, ["run.steps_per_batch=1"]), (auto, [])):
         cwd.mkdir()
         proc = run_cli(*args, *extra, "run.checkpoint.every_s=0", "run.checkpoint.keep=true", cwd=cwd)
         assert proc.returncode == 0, proc.stderr[-3000:]
+        (cwd / "out.txt").write_text(proc.stdout)
     return one, auto
 
 
+def bar_lines(cwd: Path) -> list[str]:
+    """What the progress bar showed (Lightning's bar writes to stdout)."""
+    text = (cwd / "out.txt").read_text().replace("\r", "\n")
+    return [line for line in text.splitlines() if line.startswith("Training steps")]
+
+
 def test_grouped_steps_train_the_same_run_as_one_step_per_batch(tiny_data, tmp_path):
-    one, auto = train_twice(["train", "experiment=mnist_bn", f"data.root={tiny_data}", *GROUPED], tmp_path)
+    one, auto = train_twice(["train", "experiment=mnist_bn", f"data.root={tiny_data}", *GROUPED,
+                             "trainer.enable_progress_bar=true"], tmp_path)
     assert lightning_batches(one) == 96 and lightning_batches(auto) == 8  # it did group: 12 steps a batch
     same_run(one, auto)
     records = [json.loads((run_folder(x) / "record.json").read_text()) for x in (one, auto)]
@@ -82,8 +91,15 @@ def test_grouped_steps_train_the_same_run_as_one_step_per_batch(tiny_data, tmp_p
     losses = [row["trainer/global_step"] + 1 for row in rows_auto if "train/loss" in row]
     assert losses == list(range(12, 121, 12))
     assert [row["trainer/global_step"] + 1 for row in rows_auto if "val/acc" in row] == [24, 48, 72, 96, 120]
+    # the progress bar: one for the run, in optimizer steps of max_steps, grouped or not (Lightning's
+    # counts its batches, epoch by epoch: 10 an epoch here)
+    for cwd in (one, auto):
+        shown = bar_lines(cwd)
+        assert shown and "120/120" in shown[-1] and all("/120 " in line for line in shown), shown[-3:]
+        assert "Epoch 1" not in (cwd / "out.txt").read_text()
 
 
+@pytest.mark.slow  # ~15 s; make test-slow
 def test_population_statistics_average_the_training_batches_not_the_groups(tiny_data, tmp_path):
     """Alg. 2 after training (norm.inference=population) reads training batches of 60, one epoch at
     most (10 of the 30 asked for), grouped or not."""
@@ -105,6 +121,7 @@ def test_grouped_steps_draw_dropout_and_distortions_as_one_step_per_batch(tmp_pa
     same_run(one, auto)
 
 
+@pytest.mark.slow  # ~15 s; make test-slow
 def test_a_grouped_run_diverges_at_the_same_step(tiny_data, tmp_path):
     """A divergence found mid-group (checked every 10 steps, groups of 12) ends the run after the
     same step as with one step per batch, with the same record."""
@@ -186,15 +203,3 @@ def test_a_k_the_run_cannot_take_names_what_stands_in_the_way(kwargs, mentions):
     for text in mentions:
         assert text in str(e.value), (text, str(e.value))
 
-
-def test_the_progress_bar_counts_optimizer_steps(tiny_data, tmp_path):
-    """One bar for the run, in steps of trainer.max_steps, grouped or not (Lightning's counts its
-    batches, epoch by epoch)."""
-    for extra in ([], ["run.steps_per_batch=1"]):
-        proc = run_cli("train", "experiment=mnist_bn", f"data.root={tiny_data}", "logger=none",
-                       "trainer.enable_progress_bar=true", *GROUPED, *extra, cwd=tmp_path)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        shown = [line for line in proc.stdout.replace("\r", "\n").splitlines() if line.startswith("Training steps")]
-        assert shown and "120/120" in shown[-1], shown[-3:]
-        assert all("/120 " in line for line in shown)
-        assert "Epoch 1" not in proc.stdout
