@@ -18,11 +18,10 @@ SHARED_BELOW = 0.8  # a CPU share below this: the run waited for its cores a qua
 def cpu_share(record: Record) -> float | None:
     """The run's CPU share while training; None off the CPU (a GPU run's CPU waits on the device)
     or where the record predates `train_cpu_s`."""
-    threads = record.env.torch_threads if record.env else None
-    if record.env is None or record.env.device != "cpu" or record.train_cpu_s is None or not threads \
-            or not record.train_s:
+    env = record.env
+    if env is None or env.device != "cpu" or not env.torch_threads or record.train_cpu_s is None or not record.train_s:
         return None
-    return record.train_cpu_s / (record.train_s * threads)
+    return record.train_cpu_s / (record.train_s * env.torch_threads)
 
 
 def clock_note(records: list[Record]) -> str | None:

@@ -32,13 +32,14 @@ def report(benchmark, title: str, medians: dict[str, float], unit: str = "us", s
     print(f"\n[bench] {title}: {parts}; {names[0]}/{names[1]} = {ratio:.3f}")
 
 
-def report_against(benchmark, title: str, medians: dict[str, float], reference: str = "torch") -> None:
+def report_against(benchmark, title: str, medians: dict[str, float], reference: str = "torch", unit: str = "us",
+                   scale: float = 1e6) -> None:
     """Like `report`, with every candidate's ratio to `reference`."""
     ratios = {k: v / medians[reference] for k, v in medians.items() if k != reference}
     benchmark.extra_info.update({f"median_{k}_s": v for k, v in medians.items()})
     benchmark.extra_info.update({f"ratio_{k}_over_{reference}": r for k, r in ratios.items()})
-    parts = ", ".join(f"{k} {v * 1e6:.1f} us" for k, v in medians.items())
-    print(f"\n[bench] {title}: {parts}; " + ", ".join(f"{k}/{reference} = {r:.2f}" for k, r in ratios.items()))
+    parts = ", ".join(f"{k} {v * scale:.1f} {unit}" for k, v in medians.items())
+    print(f"\n[bench] {title}: {parts}; " + ", ".join(f"{k}/{reference} = {r:.3f}" for k, r in ratios.items()))
 
 
 @pytest.fixture
