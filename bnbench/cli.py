@@ -3,6 +3,7 @@
     bnbench train  [Hydra overrides and flags]     one run (or a Hydra multirun with -m)
     bnbench study  <name> [overrides]              ablations/<name>.yaml as a multirun, then its report
     bnbench report <name | results dir> [--out D]  (re)build a study's report from its records
+    bnbench restore <report folder>                a report's runs back into the results, to finish its launch
     bnbench --version
 
 `bnbench train --help` lists the config groups, `bnbench study --help` the studies.
@@ -248,7 +249,8 @@ Relaunching: each launch is named by study.launch (default: the time it started,
 the log). The same command with study.launch=<launch> finishes an interrupted launch: jobs that
 already have a record in it are skipped (a run's id hashes its resolved config, seed and code
 version), so only the missing ones run; seeds added to the study file run alone the same way.
-Failed and diverged runs have records too: delete a run's folder to run it again.
+Failed and diverged runs have records too: delete a run's folder to run it again. A launch whose
+results are gone is restored from its report folder first: bnbench restore reports/<name>.
 
 Where things go:
   records  <paths.results>/<name>/<launch>/<variant>_s<seed>_<run id>/record.json
@@ -382,7 +384,45 @@ def cmd_report(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "study": cmd_study, "report": cmd_report}
+def restore_command(meta: dict, results: str) -> str:
+    """The `bnbench study` command that finishes a restored launch: the study (its name when its
+    file is one of ablations/, else the file), the launch's own overrides, the launch."""
+    from bnbench.overrides import key_of
+
+    spec_path = Path(meta.get("spec_path") or meta["study"])
+    study = meta["study"] if spec_path.parent.name == "ablations" else str(spec_path)
+    user = [o for o in meta.get("user_overrides") or [] if key_of(o) not in ("study.launch", "study.name")]
+    extra = [] if results == "results" else [f"paths.results={results}"]
+    return " ".join(["bnbench study", study, *user, *extra, f"study.launch={meta['launch']}"])
+
+
+def cmd_restore(argv: list[str]) -> int:
+    from bnbench.errors import ConfigError
+    from bnbench.results.archive import restore_launch
+    from bnbench.results.env import git_state
+
+    class Parser(argparse.ArgumentParser):
+        def error(self, message):
+            raise ConfigError(f"bnbench restore: {message} (see bnbench restore --help)")
+
+    p = Parser(prog="bnbench restore", description="Write a study report's runs (its records.jsonl.gz) back "
+               "into the results store as their launch, so the launch can be finished elsewhere or later: "
+               "`bnbench study <name> study.launch=<launch>`, from a checkout of the commit the runs were made "
+               "at, runs only the jobs without a record. Runs already in the store are left as they are.")
+    p.add_argument("folder", help="a report folder with its records (e.g. reports/modifications)")
+    p.add_argument("--results", default="results", help="results root (paths.results); default: results")
+    args = p.parse_args(argv)
+    done = restore_launch(Path(args.folder), Path(args.results))
+    print(f"restored {done.written} run(s) into {done.launch_dir}" + (f" ({done.kept} already there)" if done.kept else ""))
+    here, made_at = str(git_state()["sha"]), ", ".join(c[:10] for c in done.commits)
+    if done.commits != [here]:
+        print(f"its runs were made at commit {made_at}, this checkout is {here[:10]}: finish the launch from a "
+              f"checkout of {made_at} (a launch never mixes commits; a run's id includes its commit)")
+    print(f"to finish it: {restore_command(done.meta, args.results)}")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "study": cmd_study, "report": cmd_report, "restore": cmd_restore}
 
 
 def _version() -> str:

@@ -59,7 +59,7 @@ from bnbench.preflight import check_steps, check_writable
 from bnbench.recipe import Recipe, resolve_recipe
 from bnbench.results.env import code_version, fingerprint
 from bnbench.results.record import SCHEMA_VERSION, Curves, Record
-from bnbench.results.store import RECORD, write_run
+from bnbench.results.store import RECORD, run_folder, write_run
 from bnbench.results.targets import reach_table
 from bnbench.system import Classifier
 
@@ -321,7 +321,8 @@ def run_label(cfg: DictConfig) -> str:
 def record_dir(cfg: DictConfig, run_id: str | None = None) -> Path:
     """Where a run's record goes: <paths.results>/<study>/<launch>/<variant>_s<seed>_<run id>."""
     run_id = run_id or run_identity(cfg)
-    return Path(to_absolute_path(cfg.paths.results)) / cfg.study.name / cfg.study.launch / f"{run_label(cfg)}_{run_id}"
+    return (Path(to_absolute_path(cfg.paths.results)) / cfg.study.name / cfg.study.launch
+            / run_folder(cfg.study.variant, cfg.seed, run_id))
 
 
 def run(cfg: DictConfig) -> dict | None:

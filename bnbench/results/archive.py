@@ -19,8 +19,12 @@ import gzip
 import io
 import json
 from pathlib import Path
+from typing import NamedTuple
 
-from bnbench.results.store import STUDY, finite, read_json, record_order, write_atomic, write_json_atomic
+from bnbench.errors import ConfigError
+from bnbench.report.adhoc import is_multirun
+from bnbench.results.store import (RECORD, STUDY, finite, read_json, record_order, run_folder, write_atomic,
+                                   write_json_atomic, write_run)
 
 RECORDS = "records.jsonl.gz"
 
@@ -59,3 +63,42 @@ def read_archive(folder: Path) -> tuple[dict, list[dict]]:
     with gzip.open(folder / RECORDS, "rt") as f:
         records = [json.loads(line) for line in f if line.strip()]
     return read_json(folder / STUDY), sorted(records, key=record_order)
+
+
+class Restored(NamedTuple):
+    launch_dir: Path
+    written: int  # runs written
+    kept: int  # runs that were already in the store
+    meta: dict  # the launch's study.json, as archived
+    commits: list[str]  # the commits the archived runs were made at
+
+
+def restore_launch(folder: Path, results: Path) -> Restored:
+    """Write a study report's archived runs back into the results store as its launch
+    (<results>/<study>/<launch>/<variant>_s<seed>_<run id>/, and the launch's study.json when it has
+    none), so that `bnbench study <study> study.launch=<launch>`, from a checkout of the commit the
+    runs were made at, finishes it: a run with a record is skipped there, by its id. Runs already
+    in the store are left as they are; nothing is written for a launch folder of another study."""
+    folder = Path(folder)
+    if not has_archive(folder):
+        raise ConfigError(f"{folder} holds no report archive ({RECORDS} and {STUDY}): nothing to restore")
+    meta, records = read_archive(folder)
+    if is_multirun(meta):
+        raise ConfigError(f"{folder} is the report of a `bnbench train -m` sweep, not of a study launch: "
+                          f"there is no launch to finish (rebuild it with `bnbench report {folder}`)")
+    launch_dir = Path(results) / meta["study"] / meta["launch"]
+    if (launch_dir / STUDY).is_file() and read_json(launch_dir / STUDY).get("study") != meta["study"]:
+        raise ConfigError(f"{launch_dir / STUDY} is another study's launch: nothing restored")
+    written = kept = 0
+    for record in records:
+        run_dir = launch_dir / run_folder(record["variant"], record["seed"], record["run_id"])
+        if (run_dir / RECORD).exists():
+            kept += 1
+            continue
+        rec = dict(record)
+        write_run(run_dir, rec, rec.pop("curves"))
+        written += 1
+    if not (launch_dir / STUDY).is_file():
+        write_json_atomic(launch_dir / STUDY, meta)
+    commits = sorted({str(((r.get("env") or {}).get("git") or {}).get("sha")) for r in records})
+    return Restored(launch_dir, written, kept, meta, commits)

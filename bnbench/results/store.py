@@ -98,6 +98,11 @@ def write_json_atomic(path: Path, obj) -> Path:
     return write_atomic(path, json.dumps(finite(obj), indent=1, allow_nan=False))
 
 
+def run_folder(variant: str | None, seed, run_id: str) -> str:
+    """A run's folder under its launch: <variant>_s<seed>_<run id> (`run` for a run outside a study)."""
+    return f"{variant or 'run'}_s{seed}_{run_id}"
+
+
 def write_run(run_dir: Path, record: dict, curves: dict) -> Path:
     write_json_atomic(run_dir / CURVES, curves)
     write_json_atomic(run_dir / RECORD, record)
