@@ -171,6 +171,7 @@ def test_study_runs_variants_x_grid_x_seeds_with_joblib_and_writes_its_report(ti
     assert run_cli("report", "tiny", cwd=tmp_path).returncode == 0
     partial = (tmp_path / "reports" / "tiny" / "report.md").read_text()
     assert "2 of 4 planned runs have records" in partial
+    assert "`bnbench restore` this report's folder and run the command it prints" in partial  # how to finish it
     assert "| `bn` | 0 | no record yet |" in partial and "– (no runs yet)" in partial
     # the same command with that launch runs only the missing jobs, in new output folders
     launch = launches[0].name

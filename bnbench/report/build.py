@@ -510,7 +510,8 @@ def _unfinished(meta, records) -> str:
     """A launch whose study command never wrote its end: say so, and how many runs it holds."""
     planned = len(meta.get("jobs") or [])
     return (f"not recorded (the study command did not finish: interrupted, or still running; "
-            f"{len(records)} of {planned} planned runs have records)")
+            f"{len(records)} of {planned} planned runs have records; to finish it where its results are gone, "
+            f"`bnbench restore` this report's folder and run the command it prints)")
 
 
 def _launcher(meta: dict) -> str:
