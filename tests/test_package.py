@@ -75,6 +75,7 @@ def test_the_wheel_carries_the_configs_and_the_studies(installed):
         files = {p.relative_to(REPO / folder).as_posix() for p in (REPO / folder).rglob("*.yaml")}
         assert files and {f"{packaged}/{f}" for f in files} <= names, folder
     assert "hydra_plugins/bnbench_sweeper/study_sweeper.py" in names
+    assert "bnbench/nn/csrc/batchnorm.cpp" in names  # kernel="cpp" builds it on first use
     assert not [n for n in names if n.startswith(("conf/", "ablations/", "tests/", "reports/"))]
 
 

@@ -13,8 +13,8 @@ The backward pass is Sec. 3's chain rule, simplified:
 
 (`_BatchNormTrain`, tested against torch.nn.functional.batch_norm).
 
-Three kernels compute that training step, chosen with `BatchNorm(kernel=...)`; they give the
-same results to rounding (tests/test_batchnorm.py, tests/test_bn_stats.py):
+Four kernels compute that training step, chosen with `BatchNorm(kernel=...)`; they give the
+same results to rounding (tests/test_batchnorm.py, tests/test_bn_stats.py, tests/test_bn_cpp.py):
 
 * ``reference``: `_BatchNormTrain`, the formulas above line by line. It defines the results;
   the other two are tested against it.
@@ -33,6 +33,15 @@ same results to rounding (tests/test_batchnorm.py, tests/test_bn_stats.py):
   a compiled call costs ~20 us. Where torch.compile cannot build (no C++ compiler) it warns
   once and runs ``fast``; ``global`` statistics, whose collectives sit between the kernels,
   always run ``fast``.
+* ``cpp``: the same algorithm as two hand-written C++ CPU loops (csrc/batchnorm.cpp, built on
+  first use by bnbench/nn/cpp.py, ~20-40 s once per machine and kind of CPU, then cached): the
+  statistics in two passes and y in a third, the backward's two sums in one pass and dx in
+  another, in float32 for bfloat16 inputs, with C++ autograd nodes, so no per-op dispatch and
+  no Python in the backward. Inference uses it too: Alg. 2's map in one pass, and with gradients
+  (evaluation mode while training, e.g. a frozen BN) one C++ node for x, gamma and beta. It is
+  the kernel that matches torch's speed on CPU (README "Speed"). CPU only: GPU inputs, and
+  ``ghost`` and ``global`` statistics, run ``fast``; where it cannot be built (no C++ compiler
+  or ninja) it warns once and runs ``fast``.
 
 Every kernel returns the input's dtype, as torch's BN does (under autocast the parameters and
 running estimates stay float32).
@@ -83,8 +92,10 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from bnbench.nn.cpp import kernel as cpp_kernel
+
 STATS = ("device", "global", "ghost")
-KERNELS = ("fast", "reference", "compiled")
+KERNELS = ("fast", "reference", "compiled", "cpp")
 
 
 def _wide(dtype: torch.dtype) -> torch.dtype:
@@ -311,8 +322,9 @@ class BatchNorm(nn.Module):
     the network was trained with. It is not the variance of the whole batch, which would also
     count the spread between the ghost batches' means.
 
-    `kernel` ("fast", "reference" or "compiled") picks the implementation of the training step,
-    not its results (module docstring); `stats` and `ghost_size` may change between calls.
+    `kernel` ("fast", "reference", "compiled" or "cpp") picks the implementation of the training
+    step (and for "cpp" of inference too), not its results (module docstring); `stats` and
+    `ghost_size` may change between calls.
     """
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
@@ -385,10 +397,24 @@ class BatchNorm(nn.Module):
         group = self.process_group if self.process_group is not None else dist.group.WORLD
         return group if dist.get_world_size(group) > 1 else None
 
+    def _cpp(self, x: torch.Tensor):
+        """The C++ kernels (bnbench/nn/cpp.py) where this call can use them: kernel="cpp", a CPU
+        input, and (in training) statistics over this batch alone; else None."""
+        if self.kernel != "cpp" or x.device.type != "cpu":
+            return None
+        if self.training and (self.ghost_size is not None or self._sync_group() is not None):
+            return None
+        return cpp_kernel()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training:
             # Alg. 2, step 11: a fixed affine map, in the parameters' precision (as few ops as possible).
+            ext = self._cpp(x)
+            if ext is not None and torch.is_grad_enabled():  # gradients for x, gamma, beta: one C++ node
+                return ext.bn_eval(x, self.weight, self.bias, self.running_mean, self.running_var, self.eps)
             scale, shift = self._inference_affine()
+            if ext is not None:
+                return ext.channel_affine(x, scale, shift)
             if x.dim() == 2:
                 return _as(torch.addcmul(shift, x, scale), x.dtype)
             shape = self._shape(x)
@@ -416,6 +442,11 @@ class BatchNorm(nn.Module):
                 )
         # The weight of this batch in the running estimates (see the module docstring).
         w = 1.0 / (self.num_batches_tracked.item() + 1) if self.momentum is None else self.momentum
+        ext = self._cpp(x)
+        if ext is not None:
+            y = ext.bn_train(x, self.weight, self.bias, self.running_mean, self.running_var, w, self.eps)
+            self.num_batches_tracked.add_(1)
+            return y
         if self.kernel != "reference":
             y = _BatchNormTrainFast.apply(x, self.weight, self.bias, self.running_mean, self.running_var, w,
                                           self.eps, self.ghost_size, group, self.kernel == "compiled")

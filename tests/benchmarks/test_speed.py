@@ -45,7 +45,8 @@ BN_MODES = ("train", "eval", "infer")
 def test_bn_layer(benchmark, case, dtype, mode):
     """bnbench's own BatchNorm against torch's nn.BatchNorm1d/2d, one layer: each kernel of the own
     BN (bnbench/nn/batchnorm.py: fast, the default; reference, Alg. 1 line by line; compiled, in
-    training only, compiled before the timing, dynamic shapes) side by side with torch's. bf16:
+    training only, compiled before the timing, dynamic shapes; cpp, the C++ kernels, built before
+    the timing) side by side with torch's. bf16:
     the input is bf16, the parameters and statistics float32, as under autocast. Small timing
     blocks (~0.1-1 ms): on a loaded machine a long block is preempted more often than a short one,
     which skews the ratios against the slower candidate."""
@@ -54,7 +55,7 @@ def test_bn_layer(benchmark, case, dtype, mode):
     torch.manual_seed(0)
     x = torch.randn(shape, dtype=dtype).contiguous(memory_format=layout).requires_grad_(mode != "infer")
     grad = torch.randn(shape, dtype=dtype).contiguous(memory_format=layout)
-    kernels = ("fast", "reference", "compiled") if mode == "train" else ("fast", "reference")
+    kernels = ("fast", "reference", "compiled", "cpp") if mode == "train" else ("fast", "reference", "cpp")
     layers = {k: BatchNorm(shape[1], kernel=k) for k in kernels}
     layers["torch"] = (nn.BatchNorm1d if len(shape) == 2 else nn.BatchNorm2d)(shape[1])
     for layer in layers.values():
