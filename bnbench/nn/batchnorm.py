@@ -33,7 +33,7 @@ same results to rounding (tests/test_batchnorm.py, tests/test_bn_stats.py, tests
   a compiled call costs ~20 us. Where torch.compile cannot build (no C++ compiler) it warns
   once and runs ``fast``; ``global`` statistics, whose collectives sit between the kernels,
   always run ``fast``.
-* ``cpp``: the same algorithm as two hand-written C++ CPU loops (csrc/batchnorm.cpp, built on
+* ``cpp``: the same algorithm as hand-written C++ CPU loops (csrc/batchnorm.cpp, built on
   first use by bnbench/nn/cpp.py, ~20-40 s once per machine and kind of CPU, then cached): the
   statistics in two passes and y in a third, the backward's two sums in one pass and dx in
   another, in float32 for bfloat16 inputs, with C++ autograd nodes, so no per-op dispatch and

@@ -36,7 +36,7 @@ def _cpu_tag() -> str:
 
 
 def kernel():
-    """The extension module (`bn_train`, `channel_affine`), built and loaded once per process;
+    """The extension module (`bn_train`, `bn_eval`, `channel_affine`), built and loaded once per process;
     None where it cannot be built (after one warning)."""
     if "module" in _state:
         return _state["module"]
@@ -45,8 +45,8 @@ def kernel():
             try:
                 from torch.utils.cpp_extension import load
 
-                _state["module"] = load(f"{NAME}_{_cpu_tag()}", [str(SOURCE)], extra_cflags=["-O3", "-march=native", "-fopenmp-simd"],
-                                        verbose=False)
+                _state["module"] = load(f"{NAME}_{_cpu_tag()}", [str(SOURCE)], verbose=False,
+                                        extra_cflags=["-O3", "-march=native", "-fopenmp-simd"])
             except Exception as err:  # any build failure: compiler, ninja, headers
                 reason = " ".join(str(err).split())[:300]
                 warnings.warn(f"BatchNorm kernel='cpp' could not be built ({type(err).__name__}: {reason}); "

@@ -1,4 +1,4 @@
-// bnbench's own Batch Normalization as two hand-written CPU kernels (kernel="cpp", see
+// bnbench's own Batch Normalization as hand-written CPU kernels (kernel="cpp", see
 // bnbench/nn/batchnorm.py and bnbench/nn/cpp.py, which builds this file on first use).
 //
 // bn_train: Alg. 1 for stats="device" -- mu_B and var_B in two passes (the mean first, then the
