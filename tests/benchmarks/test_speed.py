@@ -78,6 +78,42 @@ def test_bn_layer(benchmark, case, dtype, mode):
     benchmark.pedantic(step, args=(layers["fast"],), rounds=20, iterations=inner)
 
 
+@pytest.mark.parametrize("model_name", ["mlp", "inception_mini"])
+def test_own_bn_in_a_training_step(benchmark, model_name):
+    """The own BN inside a model: a plain PyTorch training step (forward, loss, backward, SGD with
+    momentum) of the paper's MLP (batch 60) and of inception_mini (batch 32, NHWC as CPU runs use)
+    with torch's BN, the own BN's `fast` kernel and its `cpp` kernel, side by side."""
+    def norm(kind, dims):
+        if kind == "torch":
+            return lambda c, affine: (nn.BatchNorm1d if dims == 1 else nn.BatchNorm2d)(c)
+        return lambda c, affine: BatchNorm(c, kernel=kind)
+
+    def make_step(kind):
+        torch.manual_seed(0)
+        if model_name == "mlp":
+            model, x, n = MLP((1, 28, 28), 10, norm_layer=norm(kind, 1)), torch.randn(60, 1, 28, 28), 60
+        else:
+            model = InceptionMini((1, 28, 28), 10, norm_layer=norm(kind, 2)).to(memory_format=torch.channels_last)
+            x, n = torch.randn(32, 1, 28, 28), 32
+        y = torch.randint(0, 10, (n,))
+        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+
+        def step():
+            F.cross_entropy(model(x), y).backward()
+            opt.step()
+            opt.zero_grad()
+        return step
+
+    steps = {kind: make_step(kind) for kind in ("torch", "fast", "cpp")}
+    for step in steps.values():  # warm-up (and the cpp kernel's build, if not cached)
+        for _ in range(3):
+            step()
+    inner = 20 if model_name == "mlp" else 2
+    medians = side_by_side(steps, rounds=40, inner=inner)
+    report_against(benchmark, f"training step of {model_name} with each BN", medians, unit="ms", scale=1e3)
+    benchmark.pedantic(steps["cpp"], rounds=10, iterations=inner)
+
+
 @pytest.mark.parametrize("dtype", BN_DTYPES.values(), ids=BN_DTYPES.keys())
 @pytest.mark.parametrize("shape", BN_SHAPES.values(), ids=BN_SHAPES.keys())
 def test_bn_compiled_kernel_compile_time(benchmark, shape, dtype):
