@@ -107,6 +107,8 @@ class RecipeConf:
     lrn: bool = False
     distortion: DistortionConf = field(default_factory=DistortionConf)
     targets: list[float] = field(default_factory=list)
+    # in-memory data's evaluation batch (data.eval_batch_size): a speed setting, not the paper's
+    eval_batch_size: int = 2000
 
 
 @dataclass
