@@ -288,7 +288,7 @@ def _contrasts(pairs: list, by_variant: dict, ref: str | None, name: str = "cont
                  if sp.censored or sp.ref_censored else "")
         rows.append([f"`{a}`", f"`{b}`", (_x_interval(sp.interval) if sp.seeds else "– (no runs yet)") + never,
                      "n/a" if iv is None else f"{iv.point * 100:+.2f} [{iv.low * 100:+.2f}–{iv.high * 100:+.2f}] "
-                                              f"({iv.method}, {iv.n} seeds)"])
+                                              f"({iv.method}, {iv.n} seed{'s' if iv.n != 1 else ''})"])
     return [Heading(3, "Contrasts"),
             Para(f"Each pair on the same seeds: speed-up = the second's steps / the first's to `{ref}`'s end accuracy "
                  "(mean [95% interval], censored seeds as bounds); difference in end accuracy, first minus second "
