@@ -497,6 +497,26 @@ def kernel_step(kernel: str, x: torch.Tensor, upstream: torch.Tensor, momentum=0
                 running_var=bn.running_var, steps=bn.num_batches_tracked.item())
 
 
+def assert_bf16_step_matches_torch(ours: dict, x: torch.Tensor, upstream: torch.Tensor) -> nn.Module:
+    """`ours` (a kernel_step of one step on bf16 `x`) against torch's BN given the same gamma and
+    beta: output and dx in bf16, to bf16 rounding; returns torch's layer (its running estimates)."""
+    shape = x.shape
+    ref_bn = torch_bn_class(shape)(shape[1]) if len(shape) != 3 else nn.BatchNorm1d(shape[1])
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        ref_bn.weight.copy_(torch.rand(shape[1], generator=g) + 0.5)
+        ref_bn.bias.copy_(torch.randn(shape[1], generator=g))
+    x_ref = x.detach().clone().requires_grad_()
+    y_ref = ref_bn(x_ref)
+    y_ref.backward(upstream)
+    assert ours["y"].dtype == ours["dx"].dtype == torch.bfloat16 and y_ref.dtype == torch.bfloat16
+    assert_close(ours["y"].float(), y_ref.float(), rtol=0.02, atol=0.02)
+    assert_close(ours["dx"].float(), x_ref.grad.float(), rtol=0.02, atol=0.02)
+    assert_close(ours["dgamma"], ref_bn.weight.grad, rtol=0.02, atol=0.05)
+    assert_close(ours["dbeta"], ref_bn.bias.grad, rtol=0.02, atol=0.05)
+    return ref_bn
+
+
 KERNEL_SHAPES = {"NC": (16, 5), "NCL": (4, 5, 7), "NCHW": (4, 5, 3, 6)}
 
 
@@ -526,19 +546,7 @@ def test_fast_kernel_with_bfloat16_input_matches_torch(shape):
     x = (torch.randn(shape) * 3 + 2).to(torch.bfloat16).requires_grad_()
     upstream = torch.randn(shape).to(torch.bfloat16)
     ours = kernel_step("fast", x, upstream, steps=1)
-    ref_bn = torch_bn_class(shape)(shape[1]) if len(shape) != 3 else nn.BatchNorm1d(shape[1])
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        ref_bn.weight.copy_(torch.rand(shape[1], generator=g) + 0.5)
-        ref_bn.bias.copy_(torch.randn(shape[1], generator=g))
-    x_ref = x.detach().clone().requires_grad_()
-    y_ref = ref_bn(x_ref)
-    y_ref.backward(upstream)
-    assert ours["y"].dtype == ours["dx"].dtype == torch.bfloat16 and y_ref.dtype == torch.bfloat16
-    assert_close(ours["y"].float(), y_ref.float(), rtol=0.02, atol=0.02)
-    assert_close(ours["dx"].float(), x_ref.grad.float(), rtol=0.02, atol=0.02)
-    assert_close(ours["dgamma"], ref_bn.weight.grad, rtol=0.02, atol=0.05)
-    assert_close(ours["dbeta"], ref_bn.bias.grad, rtol=0.02, atol=0.05)
+    ref_bn = assert_bf16_step_matches_torch(ours, x, upstream)
     assert_close(ours["running_mean"], ref_bn.running_mean, rtol=1e-3, atol=1e-3)
     assert_close(ours["running_var"], ref_bn.running_var, rtol=1e-3, atol=1e-3)
 

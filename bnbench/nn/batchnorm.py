@@ -398,13 +398,9 @@ class BatchNorm(nn.Module):
         return group if dist.get_world_size(group) > 1 else None
 
     def _cpp(self, x: torch.Tensor):
-        """The C++ kernels (bnbench/nn/cpp.py) where this call can use them: kernel="cpp", a CPU
-        input, and (in training) statistics over this batch alone; else None."""
-        if self.kernel != "cpp" or x.device.type != "cpu":
-            return None
-        if self.training and (self.ghost_size is not None or self._sync_group() is not None):
-            return None
-        return cpp_kernel()
+        """The C++ kernels (bnbench/nn/cpp.py) where this call can use them: kernel="cpp" and a CPU
+        input (training also needs statistics over this batch alone: the caller checks); else None."""
+        return cpp_kernel() if self.kernel == "cpp" and x.device.type == "cpu" else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training:
@@ -442,7 +438,7 @@ class BatchNorm(nn.Module):
                 )
         # The weight of this batch in the running estimates (see the module docstring).
         w = 1.0 / (self.num_batches_tracked.item() + 1) if self.momentum is None else self.momentum
-        ext = self._cpp(x)
+        ext = self._cpp(x) if self.ghost_size is None and group is None else None
         if ext is not None:
             y = ext.bn_train(x, self.weight, self.bias, self.running_mean, self.running_var, w, self.eps)
             self.num_batches_tracked.add_(1)
