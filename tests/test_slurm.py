@@ -165,7 +165,7 @@ def test_a_job_sent_the_requeue_signal_is_requeued_once_and_leaves_one_record(ti
             60, proc)[0]
         job_id = job_dir.name
         job_log = next(outputs.iterdir()) / "0" / "bnbench.log"
-        # the progress line comes before the evaluation that takes the checkpoint: wait for the file itself
+        # the progress line is written at the evaluation, before its checkpoint is saved: wait for the file
         wait_for("a checkpoint", lambda: list((tmp_path / "results" / "requeue" / "checkpoints").glob("*/last.ckpt")),
                  90, proc)
         subprocess.run(["scancel", "--signal=USR2", job_id], check=True)  # the job's steps: not --batch / --full
