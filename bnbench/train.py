@@ -41,6 +41,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from bnbench.callbacks.final_eval import FinalEvaluation
 from bnbench.callbacks.progress import StepProgressBar
+from bnbench.callbacks.sigterm import SigtermWithoutCollectives, under_submitit
 from bnbench.callbacks.sync_stats import AverageRunningStats
 from bnbench.callbacks.tracker import QUANTILES, RunTracker
 from bnbench.checkpoint import Checkpointer, checkpoint_dir, read_state, resumable
@@ -370,6 +371,8 @@ def train_process(cfg: DictConfig, ctx: RunContext, plan: ProcessPlan) -> dict |
     callbacks = [FinalEvaluation(), tracker, checkpointer] + ([StepProgressBar(refresh_rate=25)] if bar else [])
     if plan.world_size > 1:
         callbacks.append(AverageRunningStats())
+    if under_submitit():  # submitit owns SIGTERM and preemption (bnbench.callbacks.sigterm)
+        callbacks.append(SigtermWithoutCollectives())
     if (faults := step_faults()) is not None:
         callbacks.append(faults)
     logger = build_logger(cfg, ctx.run_id, ctx.choices, output_dir, resume_id=resumed.get("wandb_id")) \

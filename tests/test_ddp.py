@@ -251,6 +251,57 @@ def test_slurm_tasks_are_the_ranks_and_lightning_does_not_requeue(monkeypatch):
     assert isinstance(plugin, SLURMEnvironment) and not plugin.auto_requeue
 
 
+@pytest.mark.parametrize("submitit", [True, False], ids=["under_submitit", "plain"])
+def test_under_submitit_the_sigterm_handler_stops_the_run_without_a_collective_call(tiny_data, tmp_path, monkeypatch,
+                                                                                     submitit):
+    """SLURM's SIGTERM after `scontrol requeue` reaches rank 0 inside submitit's requeue handler.
+    Lightning's own SIGTERM handler broadcasts from there in a multi-process run, and waits on a
+    rank that has left; under submitit (its job script exports SUBMITIT_EXECUTOR) bnbench's
+    handler only sets the flag and calls the handler from before the fit (submitit's). Either way
+    the run stops at its next step (Lightning's SIGTERMException, no record written).
+    The handler is called as in a 2-process run: process group up, world size 2."""
+    import os
+    import signal
+
+    import pytorch_lightning as pl
+    import torch.distributed as dist
+
+    import bnbench.train
+    from bnbench.parallel import RunContext
+
+    received, collectives = [], []
+
+    def submitit_handler(signum, frame):  # submitit's SIGTERM handler's stand-in: it logs and goes on
+        received.append(signum)
+
+    class TermAtStep2(pl.Callback):  # SLURM's SIGTERM, sent mid-run
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            if trainer.global_step == 2:
+                with monkeypatch.context() as m:
+                    m.setattr(dist, "is_initialized", lambda: True)
+                    m.setattr(type(trainer), "world_size", property(lambda self: 2))
+                    m.setattr(dist, "broadcast", lambda *a, **k: collectives.append("broadcast"))
+                    os.kill(os.getpid(), signal.SIGTERM)  # the handler runs before the next line
+
+    previous = signal.signal(signal.SIGTERM, submitit_handler)
+    monkeypatch.setattr(bnbench.train, "step_faults", TermAtStep2)
+    if submitit:
+        monkeypatch.setenv("SUBMITIT_EXECUTOR", "slurm")
+    else:
+        monkeypatch.delenv("SUBMITIT_EXECUTOR", raising=False)
+    cfg = compose([f"data.root={tiny_data}", "logger=none", "trainer.max_steps=6", "run.eval_every=3",
+                   f"paths.results={tmp_path}/results", "run.checkpoint.every_s=0"])
+    try:
+        with pytest.raises(SystemExit):  # Lightning's SIGTERMException at the next step
+            bnbench.train.train_process(cfg, RunContext("t", str(tmp_path / "out")), plan_processes(cfg))
+        assert received == [signal.SIGTERM]  # the handler from before the fit ran, once
+        assert collectives == ([] if submitit else ["broadcast"])  # Lightning's broadcasts inside the handler
+        assert records_under(tmp_path / "results") == []  # interrupted: no record
+        assert signal.getsignal(signal.SIGTERM) is submitit_handler  # in place again after the fit
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 @pytest.mark.parametrize("trainer, job_num, gpus, expected", [
     ({"devices": 1, "accelerator": "auto"}, 5, 4, {"devices": [1]}),  # job 5 on GPU 5 mod 4
     ({"devices": 1, "accelerator": "gpu"}, 0, 2, {"devices": [0]}),
