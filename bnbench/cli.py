@@ -242,6 +242,7 @@ one torch thread each; hydra/launcher=slurm on a SLURM cluster).
 Overrides (Hydra's key=value) apply to every job of the study, after the study file's own
 overrides, so they win: trainer.max_steps=2000 makes a quick version, hydra.sweeper.seeds=[0]
 runs one seed, logger=none turns W&B off. The report lists the overrides a launch ran with.
+study.name and study.variant come from the study file (its name, its variants) and are refused.
 Every job is composed and built before any runs: a bad override fails the whole study with one
 line (exit status 2) and nothing written.
 
@@ -302,6 +303,7 @@ def cmd_study(argv: list[str]) -> int:
     overrides = argv[1:]
     _refuse_flags(overrides, "bnbench study --help")
     spec = load_study(argv[0])
+    _refuse_study_keys(overrides, spec.path)
     launch = launch_of(overrides)  # study.launch=<an earlier launch> relaunches it
     # the report is written after every job has run: check its folder first
     check_writable(str(value_of(overrides, "paths.reports", "reports")), "paths.reports")
@@ -313,6 +315,21 @@ def cmd_study(argv: list[str]) -> int:
         os.environ.pop(USER_OVERRIDES_ENV, None)
     cmd_report([spec.name, "--launch", launch, *_paths_args(overrides)])
     return _failed_jobs(spec.name, launch, overrides)
+
+
+def _refuse_study_keys(overrides: list[str], study: Path) -> None:
+    """`study.name` and `study.variant` come from the study file: overridden, the records would go
+    where the report does not look (another name) or every variant would share one name."""
+    from bnbench.errors import ConfigError
+    from bnbench.overrides import key_of
+
+    for o in overrides:
+        if key_of(o) == "study.name":
+            raise ConfigError(f"{o}: a study's name is its file's ({study}); to run it under another name, "
+                              f"copy the file to ./ablations/<name>.yaml")
+        if key_of(o) == "study.variant":
+            raise ConfigError(f"{o}: a study's variants are the `variants:` of its file; "
+                              f"bnbench study sets study.variant for each job")
 
 
 def _failed_jobs(study: str, launch: str, overrides: list[str]) -> int:

@@ -192,7 +192,10 @@ def test_unknown_study(tmp_path):
 
 
 @pytest.mark.parametrize("override,mention", [("recipe.lr=-1", "recipe.lr"), ("+recipe.typo=1", "recipe.typo"),
-                                               ("seed=-1", "seed must be in")])
+                                               ("seed=-1", "seed must be in"),
+                                               # set from the study file: records would go where the report does not look
+                                               ("study.name=mine", "study.name=mine: a study's name is its file's"),
+                                               ("+study.variant=a", "bnbench study sets study.variant for each job")])
 def test_study_with_a_bad_override_fails_before_running_anything(override, mention, tiny_data, tmp_path):
     proc = run_cli("study", "paper_mnist", f"data.root={tiny_data}", override, "logger=none", cwd=tmp_path)
     assert_one_line_error(proc, mention)
