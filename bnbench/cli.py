@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import re
+import shlex
 import sys
 import textwrap
 from pathlib import Path
@@ -295,7 +296,7 @@ def cmd_study(argv: list[str]) -> int:
         what = f"unknown option {argv[0]!r}" if argv else "a study name is needed"
         raise ConfigError(f"bnbench study: {what} (studies: {', '.join(available()) or 'none'}; "
                           "bnbench study --help says more)")
-    from bnbench.overrides import value_of
+    from bnbench.overrides import key_of, value_of
     from bnbench.results.store import USER_OVERRIDES_ENV
     from bnbench.study.spec import launch_of, load_study
     from bnbench.preflight import check_writable
@@ -311,6 +312,12 @@ def cmd_study(argv: list[str]) -> int:
     try:
         _run_hydra(["-m", "hydra/sweeper=study", f"hydra.sweeper.study={spec.path}", *STUDY_DEFAULTS,
                     f"study.name={spec.name}", f"study.launch={launch}", *overrides], preflight=False)
+    except KeyboardInterrupt:  # Ctrl-C: the launcher's workers got it too and have ended
+        again = shlex.join(["bnbench", "study", argv[0], *(o for o in overrides if key_of(o) != "study.launch"),
+                            f"study.launch={launch}"])
+        print(f"bnbench: interrupted; to finish the launch (its recorded runs are kept, the others resume from "
+              f"their last checkpoints): {again}", file=sys.stderr)
+        return 130  # 128 + SIGINT, as a shell reports it
     finally:
         os.environ.pop(USER_OVERRIDES_ENV, None)
     cmd_report([spec.name, "--launch", launch, *_paths_args(overrides)])

@@ -217,6 +217,53 @@ def test_an_interrupted_run_leaves_no_record(tiny_data, tmp_path, monkeypatch):
     assert not records_under(tmp_path)
 
 
+def test_ctrl_c_ends_a_study_and_every_process_it_started_and_says_how_to_finish_the_launch(tiny_data, tmp_path):
+    """Ctrl-C in the terminal (SIGINT to the whole process group: bnbench, joblib's workers, W&B's
+    service processes): all of them end, nothing half-written is left in the results, and instead
+    of a traceback one line gives the command that finishes the launch; exit status 130."""
+    import os
+    import shlex
+    import subprocess
+    import sys
+    import time
+
+    overrides = [f"data.root={tiny_data}", "trainer.max_steps=100000", "hydra.sweeper.seeds=[0]"]
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    log = tmp_path / "terminal.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "bnbench.cli", "study", "paper_mnist", *overrides], cwd=tmp_path,
+                                env={**env, "WANDB_MODE": "offline"}, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)  # its own process group, as a terminal's job
+    try:
+        deadline = time.monotonic() + 120
+        while "/100000 " not in log.read_text() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)  # until the first progress line: the jobs train
+        assert proc.poll() is None and "/100000 " in log.read_text(), log.read_text()[-3000:]
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(timeout=60) == 130, log.read_text()[-3000:]
+        for _ in range(150):  # and every process of the group is gone (W&B's, joblib's)
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("processes of the study were left running after Ctrl-C")
+    finally:
+        if proc.poll() is None or subprocess.run(["pgrep", "-g", str(proc.pid)], capture_output=True).returncode == 0:
+            os.killpg(proc.pid, signal.SIGKILL)
+    text = log.read_text()
+    assert "Traceback" not in text
+    (launch,) = (tmp_path / "results" / "paper_mnist").iterdir()
+    last = text.strip().splitlines()[-1]
+    assert last.startswith("bnbench: interrupted; to finish the launch")
+    assert shlex.split(last.split(": ", 2)[2]) == ["bnbench", "study", "paper_mnist", *overrides,
+                                                  f"study.launch={launch.name}"]
+    for record in records_under(launch):  # runs done before the interrupt, whole
+        assert json.loads(record.read_text())["status"] == "completed"
+    assert not [p for p in launch.rglob("*") if p.name.startswith(".") or p.suffix == ".tmp"]  # no half-written file
+
+
 def test_record_measures_how_often_pairs_meet_again(tiny_data, tmp_path):
     from bnbench.train import run
 
