@@ -315,8 +315,10 @@ def cmd_study(argv: list[str]) -> int:
     except KeyboardInterrupt:  # Ctrl-C: the launcher's workers got it too and have ended
         again = shlex.join(["bnbench", "study", argv[0], *(o for o in overrides if key_of(o) != "study.launch"),
                             f"study.launch={launch}"])
+        queued = "slurm" in str(value_of(overrides, "hydra/launcher", ""))  # its jobs outlive this process
         print(f"bnbench: interrupted; to finish the launch (its recorded runs are kept, the others resume from "
-              f"their last checkpoints): {again}", file=sys.stderr)
+              f"their last checkpoints{'; its SLURM jobs go on: let them end or scancel them first' if queued else ''}"
+              f"): {again}", file=sys.stderr)
         return 130  # 128 + SIGINT, as a shell reports it
     finally:
         os.environ.pop(USER_OVERRIDES_ENV, None)
