@@ -233,7 +233,10 @@ def test_ctrl_c_ends_a_study_and_every_process_it_started_and_says_how_to_finish
     with log.open("w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "bnbench.cli", "study", "paper_mnist", *overrides], cwd=tmp_path,
                                 env={**env, "WANDB_MODE": "offline"}, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)  # its own process group, as a terminal's job
+                                start_new_session=True,  # its own process group, as a terminal's job
+                                # as a terminal's foreground job: SIGINT not ignored (it is inherited ignored
+                                # when the tests run in the background of a non-interactive shell)
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 120
         while "/100000 " not in log.read_text() and time.monotonic() < deadline and proc.poll() is None:
