@@ -316,9 +316,9 @@ def cmd_study(argv: list[str]) -> int:
         again = shlex.join(["bnbench", "study", argv[0], *(o for o in overrides if key_of(o) != "study.launch"),
                             f"study.launch={launch}"])
         queued = "slurm" in str(value_of(overrides, "hydra/launcher", ""))  # its jobs outlive this process
+        slurm = "; its SLURM jobs go on: let them end or scancel them first" if queued else ""
         print(f"bnbench: interrupted; to finish the launch (its recorded runs are kept, the others resume from "
-              f"their last checkpoints{'; its SLURM jobs go on: let them end or scancel them first' if queued else ''}"
-              f"): {again}", file=sys.stderr)
+              f"their last checkpoints, if they wrote one{slurm}): {again}", file=sys.stderr)
         return 130  # 128 + SIGINT, as a shell reports it
     finally:
         os.environ.pop(USER_OVERRIDES_ENV, None)
