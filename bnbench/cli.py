@@ -296,7 +296,7 @@ def cmd_study(argv: list[str]) -> int:
         what = f"unknown option {argv[0]!r}" if argv else "a study name is needed"
         raise ConfigError(f"bnbench study: {what} (studies: {', '.join(available()) or 'none'}; "
                           "bnbench study --help says more)")
-    from bnbench.overrides import key_of, value_of
+    from bnbench.overrides import value_of
     from bnbench.results.store import USER_OVERRIDES_ENV
     from bnbench.study.spec import launch_of, load_study
     from bnbench.preflight import check_writable
@@ -313,8 +313,7 @@ def cmd_study(argv: list[str]) -> int:
         _run_hydra(["-m", "hydra/sweeper=study", f"hydra.sweeper.study={spec.path}", *STUDY_DEFAULTS,
                     f"study.name={spec.name}", f"study.launch={launch}", *overrides], preflight=False)
     except KeyboardInterrupt:  # Ctrl-C: the launcher's workers got it too and have ended
-        again = shlex.join(["bnbench", "study", argv[0], *(o for o in overrides if key_of(o) != "study.launch"),
-                            f"study.launch={launch}"])
+        again = finish_command(argv[0], overrides, launch)
         queued = "slurm" in str(value_of(overrides, "hydra/launcher", ""))  # its jobs outlive this process
         slurm = "; its SLURM jobs go on: let them end or scancel them first" if queued else ""
         print(f"bnbench: interrupted; to finish the launch (its recorded runs are kept, the others resume from "
@@ -410,16 +409,22 @@ def cmd_report(argv: list[str]) -> int:
     return 0
 
 
+def finish_command(study: str, overrides: list[str], launch: str, extra: list[str] = ()) -> str:
+    """`bnbench study <study> <overrides...> study.launch=<launch>`, quoted for the shell: the
+    command that finishes a launch (its own study.launch / study.name overrides left out)."""
+    from bnbench.overrides import key_of
+
+    user = [o for o in overrides if key_of(o) not in ("study.launch", "study.name")]
+    return shlex.join(["bnbench", "study", study, *user, *extra, f"study.launch={launch}"])
+
+
 def restore_command(meta: dict, results: str) -> str:
     """The `bnbench study` command that finishes a restored launch: the study (its name when its
     file is one of ablations/, else the file), the launch's own overrides, the launch."""
-    from bnbench.overrides import key_of
-
     spec_path = Path(meta.get("spec_path") or meta["study"])
     study = meta["study"] if spec_path.parent.name == "ablations" else str(spec_path)
-    user = [o for o in meta.get("user_overrides") or [] if key_of(o) not in ("study.launch", "study.name")]
     extra = [] if results == "results" else [f"paths.results={results}"]
-    return " ".join(["bnbench study", study, *user, *extra, f"study.launch={meta['launch']}"])
+    return finish_command(study, meta.get("user_overrides") or [], meta["launch"], extra)
 
 
 def cmd_restore(argv: list[str]) -> int:

@@ -257,7 +257,7 @@ def test_ctrl_c_ends_a_study_and_every_process_it_started_and_says_how_to_finish
             os.killpg(proc.pid, signal.SIGKILL)
     text = log.read_text()
     assert "Traceback" not in text
-    (launch,) = (tmp_path / "results" / "paper_mnist").iterdir()
+    (launch,) = [p.parent for p in (tmp_path / "results" / "paper_mnist").glob("*/study.json")]  # not checkpoints/
     last = text.strip().splitlines()[-1]
     assert last.startswith("bnbench: interrupted; to finish the launch")
     assert shlex.split(last.split(": ", 2)[2]) == ["bnbench", "study", "paper_mnist", *overrides,
